@@ -1,0 +1,12 @@
+// Macros shared by host, nvcc and NVRTC builds. The only macros of libkmr.
+#pragma once
+
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define KMR_HOST_DEVICE __host__ __device__
+#define KMR_INLINE __forceinline__
+#else
+#define KMR_HOST_DEVICE
+#define KMR_INLINE inline __attribute__((always_inline))
+#endif
+
+#define KMR_VERSION_STRING_HELPER(x) #x

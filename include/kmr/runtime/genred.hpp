@@ -1,0 +1,76 @@
+// The C++ string API: a generic map-reduction built from a formula string.
+//
+//   kmr::Genred conv("Exp(-G*SqDist(X,Y))*B", {"G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(2)"}, "Sum", 1);
+//   conv.run<float>({&g, x, y, b}, nx, ny, out);   // out: [nx, 2]
+//
+// Common kernels run precompiled code; other formulas are compiled once by
+// the host C++ compiler and cached on disk.
+#pragma once
+#include <cstdint>
+#include <type_traits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "error.hpp"
+
+namespace kmr {
+
+enum class DType { Float32, Float64 };
+
+struct GenredOptions {
+  long long opt_arg = 0;            // K of KMin / ArgKMin / KMin_ArgKMin
+  std::string formula2;             // weights of LogSumExp / SumSoftMaxWeight
+  std::string dtype_acc = "auto";   // "auto" (= the data type), "float32", "float64"
+  std::string sum_scheme = "auto";  // "auto" (= "block"), "block", "direct", "kahan"
+};
+
+struct ArgInfo {
+  int cat;  // 0: indexed by i, 1: indexed by j, 2: parameter (as the user declared it)
+  int dim;
+};
+
+class Genred {
+ public:
+  // axis = 1 reduces over j (output has one row per i), axis = 0 over i.
+  Genred(const std::string& formula, const std::vector<std::string>& aliases, const std::string& reduction = "Sum",
+         int axis = 1, const GenredOptions& options = {});
+  ~Genred();
+  Genred(Genred&&) noexcept;
+  Genred& operator=(Genred&&) noexcept;
+
+  int out_dim() const;
+  int axis() const;
+  const std::vector<ArgInfo>& args() const;  // one per user argument, in the user's order
+  const std::string& key() const;            // canonical key of the evaluated formula
+  bool is_precompiled(DType dtype) const;    // true when no compilation is needed
+
+  // args[k] is the user's argument k (contiguous, row-major); i-variables have nx rows,
+  // j-variables ny rows. out has (axis == 1 ? nx : ny) rows of out_dim() values.
+  void run(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
+           void* out) const;
+
+  template <class T>
+  void run(const std::vector<const T*>& args, std::int64_t nx, std::int64_t ny, T* out) const {
+    static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value, "float or double");
+    std::vector<const void*> p(args.begin(), args.end());
+    run(std::is_same<T, float>::value ? DType::Float32 : DType::Float64, p.data(), p.size(), nx, ny, out);
+  }
+
+  // Compiles (or finds) the kernel now; returns the path of the module or "precompiled".
+  std::string prepare(DType dtype) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Threads used by CPU kernels (0 = default: KMR_NUM_THREADS, OMP_NUM_THREADS or all cores).
+int num_threads();
+void set_num_threads(int n);
+// Version of libkmr (the project version of CMakeLists.txt).
+const char* version();
+// Number of precompiled kernels in this build.
+std::size_t num_precompiled();
+
+}  // namespace kmr

@@ -1,0 +1,16 @@
+"""pykmr: kernel map-reductions a_i = Reduction_j F(x_i, y_j, params) on CPU (and GPU),
+without storing the N x M matrix, with autodiff of any order."""
+
+from pykmr._kmr import __version__, num_precompiled, num_threads, set_num_threads
+
+__all__ = ["__version__", "num_precompiled", "num_threads", "set_num_threads"]
+
+
+def cmake_prefix_path() -> str:
+    """Folder to put in CMAKE_PREFIX_PATH so that C++ projects can find_package(kmr)."""
+    import os
+
+    return os.path.dirname(os.path.abspath(__file__))
+
+
+__all__ += ["cmake_prefix_path"]

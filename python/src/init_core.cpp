@@ -1,0 +1,41 @@
+#include <pybind11/stl.h>
+
+#include "bindings.hpp"
+#include "kmr/runtime/error.hpp"
+#include "kmr/runtime/genred.hpp"
+#include "kmr/runtime/jit.hpp"
+
+namespace py = pybind11;
+
+namespace kmr::python {
+
+void init_errors(py::module_& m) {
+  // kmr::Error keeps its kind: ValueError (bad formula/arguments), TypeError, RuntimeError.
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const kmr::Error& e) {
+      switch (e.kind()) {
+        case kmr::ErrorKind::Value: PyErr_SetString(PyExc_ValueError, e.what()); return;
+        case kmr::ErrorKind::Type: PyErr_SetString(PyExc_TypeError, e.what()); return;
+        case kmr::ErrorKind::Runtime: PyErr_SetString(PyExc_RuntimeError, e.what()); return;
+      }
+    }
+  });
+  (void)m;
+}
+
+void init_core(py::module_& m) {
+  m.attr("__version__") = kmr::version();
+  m.def("num_precompiled", &kmr::num_precompiled, "Number of precompiled kernels in this build.");
+  m.def("num_threads", &kmr::num_threads, "Threads used by CPU kernels.");
+  m.def("set_num_threads", &kmr::set_num_threads, py::arg("n"), "Set the CPU threads (0: default).");
+  m.def("cache_dir", &kmr::jit::cache_dir, "The JIT cache folder (created private if absent).");
+  m.def("cache_size_bytes", &kmr::jit::cache_size_bytes);
+  m.def("clear_cache", &kmr::jit::clear_cache);
+  m.def("include_dir", &kmr::jit::include_dir, "Headers the JIT compiles against.");
+  m.def("compiler_command", &kmr::jit::compiler_command);
+  m.def("compiler_identity", &kmr::jit::compiler_identity);
+}
+
+}  // namespace kmr::python

@@ -1,0 +1,65 @@
+#include <pybind11/stl.h>
+
+#include <cstdint>
+
+#include "bindings.hpp"
+#include "kmr/runtime/genred.hpp"
+
+namespace py = pybind11;
+
+namespace kmr::python {
+
+namespace {
+
+kmr::DType parse_dtype(const std::string& s) {
+  if (s == "float32") return kmr::DType::Float32;
+  if (s == "float64") return kmr::DType::Float64;
+  throw kmr::Error(kmr::ErrorKind::Type, "kmr: unsupported dtype '" + s + "' (float32 or float64)");
+}
+
+// Raw pointers come from torch/numpy as integers: the module links neither.
+void run_pointers(const kmr::Genred& g, const std::string& dtype, const std::vector<std::uintptr_t>& args,
+                  std::int64_t nx, std::int64_t ny, std::uintptr_t out) {
+  std::vector<const void*> p;
+  p.reserve(args.size());
+  for (std::uintptr_t a : args) p.push_back(reinterpret_cast<const void*>(a));
+  const kmr::DType dt = parse_dtype(dtype);
+  py::gil_scoped_release release;
+  g.run(dt, p.data(), p.size(), nx, ny, reinterpret_cast<void*>(out));
+}
+
+std::vector<std::pair<int, int>> arg_list(const kmr::Genred& g) {
+  std::vector<std::pair<int, int>> out;
+  for (const auto& a : g.args()) out.emplace_back(a.cat, a.dim);
+  return out;
+}
+
+kmr::Genred make_genred(const std::string& formula, const std::vector<std::string>& aliases,
+                        const std::string& reduction, int axis, long long opt_arg, const std::string& formula2,
+                        const std::string& dtype_acc, const std::string& sum_scheme) {
+  kmr::GenredOptions o;
+  o.opt_arg = opt_arg;
+  o.formula2 = formula2;
+  o.dtype_acc = dtype_acc;
+  o.sum_scheme = sum_scheme;
+  return kmr::Genred(formula, aliases, reduction, axis, o);
+}
+
+}  // namespace
+
+void init_genred(py::module_& m) {
+  py::class_<kmr::Genred>(m, "Genred")
+      .def(py::init(&make_genred), py::arg("formula"), py::arg("aliases"), py::arg("reduction") = "Sum",
+           py::arg("axis") = 1, py::arg("opt_arg") = 0, py::arg("formula2") = "", py::arg("dtype_acc") = "auto",
+           py::arg("sum_scheme") = "auto")
+      .def_property_readonly("out_dim", &kmr::Genred::out_dim)
+      .def_property_readonly("axis", &kmr::Genred::axis)
+      .def_property_readonly("key", &kmr::Genred::key)
+      .def_property_readonly("args", &arg_list, "(category, dim) per argument; category 0: i, 1: j, 2: parameter")
+      .def("is_precompiled", [](const kmr::Genred& g, const std::string& d) { return g.is_precompiled(parse_dtype(d)); })
+      .def("prepare", [](const kmr::Genred& g, const std::string& d) { return g.prepare(parse_dtype(d)); })
+      .def("run", &run_pointers, py::arg("dtype"), py::arg("args"), py::arg("nx"), py::arg("ny"), py::arg("out"),
+           "Runs on raw data pointers (contiguous, row-major); releases the GIL.");
+}
+
+}  // namespace kmr::python

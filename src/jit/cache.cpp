@@ -1,0 +1,320 @@
+// get_symbol: in-process map, then the disk cache, then the compiler.
+//
+// Disk entry of a module whose full key hashes to H (32 hex digits):
+//   H.so    the module, written to a temp file and renamed into place
+//   H.cpp   its source (with the key function appended), kept for debugging
+//   H.lock  flock()ed while a process checks or builds the entry
+// Temp files are named H.tmp.<pid>.<random>.*; clear_cache() removes only
+// files named H.*.
+#include <dirent.h>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <unordered_map>
+
+#include "jit_internal.hpp"
+#include "kmr/runtime/jit.hpp"
+
+namespace kmr {
+namespace jit {
+
+namespace {
+
+using detail::fail;
+
+struct Slot {
+  std::mutex mu;             // held while this module is looked up or built
+  void* handle = nullptr;    // dlopen handle, kept for the process life
+};
+
+struct State {
+  std::mutex mu;
+  // Key: key_text '\0' source. The rest of the full key (compiler, headers,
+  // CPU) does not change within a process in a way that matters.
+  std::unordered_map<std::string, std::shared_ptr<Slot>> slots;
+  // Paths dlopen()ed by this process: glibc returns the already loaded
+  // object for a name it has seen, so such a path is reloaded via a new name.
+  std::set<std::string> loaded_paths;
+  std::atomic<std::uint64_t> memory_hits{0}, disk_hits{0}, compilations{0}, rejected{0};
+};
+
+State& state() {
+  static auto* s = new State();  // never destroyed: modules outlive static destructors
+  return *s;
+}
+
+void log_line(const std::string& msg) {
+  if (detail::quiet()) return;
+  std::fprintf(stderr, "[pykmr] %s\n", msg.c_str());
+  std::fflush(stderr);
+}
+
+std::string unique_suffix() {
+  static std::mutex mu;
+  static std::mt19937_64 rng{[] {
+    std::random_device rd;
+    return (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
+           static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  }()};
+  std::uint64_t r;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    r = rng();
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "tmp.%ld.%016llx", static_cast<long>(::getpid()), static_cast<unsigned long long>(r));
+  return buf;
+}
+
+// flock() on <entry>.lock for the life of the object. Where the file system
+// has no locks the build goes on unlocked: the rename keeps the entry whole.
+class FileLock {
+ public:
+  explicit FileLock(const std::string& path) {
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd_ < 0) {
+      const int err = errno;
+      fail("pykmr cannot open the lock file " + path + ": " + std::strerror(err));
+    }
+    int rc;
+    do {
+      rc = ::flock(fd_, LOCK_EX);
+    } while (rc != 0 && errno == EINTR);
+  }
+  ~FileLock() { ::close(fd_); }  // closing releases the lock
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + "." + unique_suffix();
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    const int err = errno;
+    fail("pykmr cannot write " + tmp + ": " + std::strerror(err));
+  }
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      fail("pykmr cannot write " + tmp + ": " + std::strerror(err));
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    fail("pykmr cannot rename " + tmp + " to " + path + ": " + std::strerror(err));
+  }
+}
+
+enum class Load { Missing, Ok, Bad };
+
+// Loads the entry at `path` if it exists and embeds `key`. Throws when the
+// entry is not private to the user (see check_private_entry); Bad (with
+// `why`) when it cannot be loaded or is not the module asked for.
+Load try_load(const std::string& path, const std::string& key, void** handle, std::string* why) {
+  if (!detail::check_private_entry(path)) return Load::Missing;
+  State& s = state();
+  bool seen;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    seen = s.loaded_paths.count(path) != 0;
+  }
+  std::string load_path = path;
+  if (seen) {  // a new name, so that dlopen reads the file again
+    load_path = path + "." + unique_suffix() + ".so";
+    if (::link(path.c_str(), load_path.c_str()) != 0) load_path = path;
+  }
+  void* h = ::dlopen(load_path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  const char* err = h ? nullptr : ::dlerror();
+  if (load_path != path) ::unlink(load_path.c_str());
+  if (!h) {
+    *why = std::string("dlopen failed: ") + (err ? err : "unknown error");
+    return Load::Bad;
+  }
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.loaded_paths.insert(path);
+  }
+  using KeyFn = const char* (*)();
+  auto fn = reinterpret_cast<KeyFn>(::dlsym(h, "kmr_module_key"));
+  if (!fn) {
+    *why = "it does not export kmr_module_key";
+  } else {
+    const char* got = fn();
+    if (got && key == got) {
+      *handle = h;
+      return Load::Ok;
+    }
+    *why = "its embedded key is not the expected one (stale, foreign or colliding entry)";
+  }
+  ::dlclose(h);
+  return Load::Bad;
+}
+
+void reject(const std::string& path, const std::string& why) {
+  log_line("cache entry " + path + " is unusable (" + why + "); deleting and recompiling it");
+  ::unlink(path.c_str());
+  state().rejected++;
+}
+
+// Loads the entry, rejecting a bad one; nullptr when there is none.
+void* load_valid(const std::string& path, const std::string& key) {
+  void* h = nullptr;
+  std::string why;
+  switch (try_load(path, key, &h, &why)) {
+    case Load::Ok:
+      return h;
+    case Load::Bad:
+      reject(path, why);
+      return nullptr;
+    case Load::Missing:
+      return nullptr;
+  }
+  return nullptr;
+}
+
+void* load_or_build(const CompileRequest& req, const std::string& what) {
+  const std::string inc = include_dir();
+  const std::string key = detail::full_key_text(req.key_text, req.source, detail::compiler_identity_for(what), inc);
+  const std::string dir = cache_dir();
+  const std::string base = dir + "/" + detail::hash_hex(key);
+  const std::string so = base + ".so";
+  State& s = state();
+
+  if (void* h = load_valid(so, key)) {
+    s.disk_hits++;
+    return h;
+  }
+  FileLock lock(base + ".lock");
+  if (void* h = load_valid(so, key)) {  // built by another process meanwhile
+    s.disk_hits++;
+    return h;
+  }
+  const std::string src = base + ".cpp";
+  write_file_atomic(src, req.source + detail::key_function_source(key));
+  const std::string tmp = base + "." + unique_suffix() + ".so";
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    detail::compile_shared_object(src, tmp, inc, what);
+  } catch (...) {
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (::chmod(tmp.c_str(), 0700) != 0 || ::rename(tmp.c_str(), so.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    fail("pykmr cannot move the compiled module " + tmp + " to " + so + ": " + std::strerror(err));
+  }
+  s.compilations++;
+  char secs_text[32];
+  std::snprintf(secs_text, sizeof secs_text, "%.2f", secs);
+  log_line("compiled " + what + " in " + secs_text + " s (" + so + ")");
+
+  void* h = nullptr;
+  std::string why;
+  if (try_load(so, key, &h, &why) != Load::Ok)
+    fail("pykmr compiled " + what + " but cannot load the result " + so + ": " + why +
+         " (is the cache folder on a noexec file system? set KMR_CACHE_DIR elsewhere)");
+  return h;
+}
+
+template <class F>
+void for_each_entry(const std::string& dir, F&& f) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) {
+    const int err = errno;
+    fail("pykmr cannot list the kernel cache folder " + dir + ": " + std::strerror(err));
+  }
+  while (const dirent* e = ::readdir(d)) f(std::string(e->d_name));
+  ::closedir(d);
+}
+
+}  // namespace
+
+void* get_symbol(const CompileRequest& req, const char* symbol) {
+  if (!symbol || !*symbol) fail("pykmr: get_symbol called without a symbol name");
+  const std::string what = req.description.empty() ? "module " + req.key_text.substr(0, 200) : req.description;
+  State& s = state();
+  std::string map_key;
+  map_key.reserve(req.key_text.size() + 1 + req.source.size());
+  map_key.append(req.key_text).push_back('\0');
+  map_key.append(req.source);
+  std::shared_ptr<Slot> slot;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    auto& p = s.slots[map_key];
+    if (!p) p = std::make_shared<Slot>();
+    slot = p;
+  }
+  std::lock_guard<std::mutex> lock(slot->mu);  // one build per module, others wait
+  if (slot->handle)
+    s.memory_hits++;
+  else
+    slot->handle = load_or_build(req, what);
+  void* sym = ::dlsym(slot->handle, symbol);
+  if (!sym) fail("pykmr: the module compiled for " + what + " does not export the symbol `" + symbol + "`");
+  return sym;
+}
+
+std::uint64_t cache_size_bytes() {
+  const std::string dir = cache_dir();
+  std::uint64_t total = 0;
+  for_each_entry(dir, [&](const std::string& name) {
+    struct stat st;
+    if (::lstat((dir + "/" + name).c_str(), &st) == 0 && S_ISREG(st.st_mode))
+      total += static_cast<std::uint64_t>(st.st_size);
+  });
+  return total;
+}
+
+void clear_cache() {
+  const std::string dir = cache_dir();
+  std::vector<std::string> ours;
+  for_each_entry(dir, [&](const std::string& name) {
+    if (name.size() > 33 && name[32] == '.' && detail::is_hash_hex(std::string_view(name).substr(0, 32)))
+      ours.push_back(name);
+  });
+  for (const auto& name : ours) ::unlink((dir + "/" + name).c_str());
+}
+
+Stats stats() {
+  State& s = state();
+  Stats out;
+  out.memory_hits = s.memory_hits.load();
+  out.disk_hits = s.disk_hits.load();
+  out.compilations = s.compilations.load();
+  out.rejected_entries = s.rejected.load();
+  return out;
+}
+
+void reset_in_process_cache_for_testing() {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.slots.clear();  // handles stay open: symbols handed out remain valid
+}
+
+}  // namespace jit
+}  // namespace kmr

@@ -1,0 +1,234 @@
+// Running the host compiler: command, identity, and one compilation, with
+// posix_spawn (no shell: paths and user data are never parsed by sh).
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include "jit_internal.hpp"
+#include "kmr/runtime/jit.hpp"
+
+extern char** environ;
+
+#ifndef KMR_CXX_COMPILER
+#define KMR_CXX_COMPILER "c++"
+#endif
+
+namespace kmr {
+namespace jit {
+namespace detail {
+
+namespace {
+
+const std::size_t kMaxCapture = 1 << 20;  // bytes of compiler output kept
+const std::size_t kMaxLogInError = 8000;  // bytes of it put in an exception
+
+[[noreturn]] void missing_compiler(const std::string& what, const std::string& cmd, const std::string& reason) {
+  fail("pykmr cannot compile " + what + ": the C++ compiler `" + cmd + "` " + reason +
+       ". To fix it, install a C++17 compiler (e.g. apt-get install g++) or set CXX to one.");
+}
+
+// Absolute path of the program `prog` would run, or "" if none.
+std::string resolve_program(const std::string& prog) {
+  char buf[PATH_MAX];
+  if (prog.find('/') != std::string::npos) return ::realpath(prog.c_str(), buf) ? std::string(buf) : std::string();
+  const std::string path = getenv_str("PATH");
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    std::size_t end = path.find(':', start);
+    if (end == std::string::npos) end = path.size();
+    const std::string dir = end > start ? path.substr(start, end - start) : std::string(".");
+    const std::string cand = dir + "/" + prog;
+    struct stat st;
+    if (::stat(cand.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(cand.c_str(), X_OK) == 0)
+      return ::realpath(cand.c_str(), buf) ? std::string(buf) : cand;
+    start = end + 1;
+  }
+  return std::string();
+}
+
+std::string describe_status(int status) {
+  if (status == -1) return "an unknown status";
+  if (WIFEXITED(status)) return "status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
+  return "status " + std::to_string(status);
+}
+
+std::string join(const std::vector<std::string>& argv) {
+  std::string s;
+  for (const auto& a : argv) s += (s.empty() ? "" : " ") + a;
+  return s;
+}
+
+}  // namespace
+
+std::vector<std::string> split_command(const std::string& cmd) {
+  std::vector<std::string> out;
+  std::string cur;
+  bool have = false;
+  char quote = 0;
+  for (std::size_t i = 0; i < cmd.size(); ++i) {
+    const char c = cmd[i];
+    if (quote) {
+      if (c == quote)
+        quote = 0;
+      else if (c == '\\' && quote == '"' && i + 1 < cmd.size())
+        cur += cmd[++i];
+      else
+        cur += c;
+    } else if (c == '\'' || c == '"') {
+      quote = c;
+      have = true;
+    } else if (c == '\\' && i + 1 < cmd.size()) {
+      cur += cmd[++i];
+      have = true;
+    } else if (c == ' ' || c == '\t' || c == '\n') {
+      if (have) out.push_back(cur);
+      cur.clear();
+      have = false;
+    } else {
+      cur += c;
+      have = true;
+    }
+  }
+  if (have) out.push_back(cur);
+  return out;
+}
+
+ProcessResult run_process(const std::vector<std::string>& args) {
+  ProcessResult r;
+  if (args.empty()) {
+    r.spawn_error = ENOENT;
+    return r;
+  }
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) fail(std::string("pykmr cannot create a pipe: ") + std::strerror(errno));
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);  // a host may ignore SIGPIPE; the compiler should not inherit that
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = ::posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  ::close(fds[1]);
+  if (rc != 0) {
+    ::close(fds[0]);
+    r.spawn_error = rc;
+    return r;
+  }
+  char buf[8192];
+  for (;;) {
+    const ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n > 0) {
+      if (r.output.size() < kMaxCapture) r.output.append(buf, static_cast<std::size_t>(n));
+    } else if (n == 0 || errno != EINTR) {
+      break;
+    }
+  }
+  ::close(fds[0]);
+  int status = 0;
+  pid_t w;
+  do {
+    w = ::waitpid(pid, &status, 0);
+  } while (w < 0 && errno == EINTR);
+  r.status = w == pid ? status : -1;  // -1: reaped elsewhere (SIGCHLD ignored)
+  return r;
+}
+
+std::string truncate_log(const std::string& log, std::size_t max_bytes) {
+  if (log.size() <= max_bytes) return log;
+  const std::size_t tail = max_bytes / 4, head = max_bytes - tail;
+  return log.substr(0, head) + "\n[... " + std::to_string(log.size() - head - tail) + " bytes omitted ...]\n" +
+         log.substr(log.size() - tail);
+}
+
+std::string compiler_identity_for(const std::string& what) {
+  const std::string cmd = compiler_command();
+  static std::mutex mu;
+  static auto* known = new std::map<std::string, std::string>();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = known->find(cmd);
+    if (it != known->end()) return it->second;
+  }
+  const std::vector<std::string> argv = split_command(cmd);
+  if (argv.empty()) missing_compiler(what, cmd, "is empty");
+  const std::string path = resolve_program(argv[0]);
+  if (path.empty())
+    missing_compiler(what, cmd,
+                     argv[0].find('/') != std::string::npos ? "was not found (no such executable file)"
+                                                             : "was not found (looked for `" + argv[0] + "` in PATH)");
+  std::vector<std::string> version = argv;
+  version.push_back("--version");
+  const ProcessResult r = run_process(version);
+  if (r.spawn_error) missing_compiler(what, cmd, std::string("could not be run: ") + std::strerror(r.spawn_error));
+  if (r.status != -1 && !(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0))
+    missing_compiler(what, cmd, "failed to run `--version` (" + describe_status(r.status) +
+                                    "): " + truncate_log(r.output, 2000));
+  std::string first = r.output.substr(0, r.output.find('\n'));
+  if (first.empty()) missing_compiler(what, cmd, "printed nothing for `--version`");
+  const std::string id = first + " [" + path + "]";
+  std::lock_guard<std::mutex> lock(mu);
+  known->emplace(cmd, id);
+  return id;
+}
+
+void compile_shared_object(const std::string& src, const std::string& out, const std::string& include_dir,
+                           const std::string& what) {
+  const std::string cmd = compiler_command();
+  std::vector<std::string> argv = split_command(cmd);
+  if (argv.empty()) missing_compiler(what, cmd, "is empty");
+  for (const auto& f : split_command(compile_flags())) argv.push_back(f);
+  argv.push_back("-I" + include_dir);
+  argv.push_back("-o");
+  argv.push_back(out);
+  argv.push_back(src);
+  const ProcessResult r = run_process(argv);
+  if (r.spawn_error) missing_compiler(what, cmd, std::string("could not be run: ") + std::strerror(r.spawn_error));
+  struct stat st;
+  const bool produced = ::stat(out.c_str(), &st) == 0 && st.st_size > 0;
+  const bool ok = r.status == -1 ? produced : (WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0 && produced);
+  if (!ok)
+    fail("pykmr failed to compile " + what + " (the compiler exited with " + describe_status(r.status) +
+         ").\n  source: " + src + "\n  command: " + join(argv) + "\n  compiler output:\n" +
+         truncate_log(r.output, kMaxLogInError));
+}
+
+}  // namespace detail
+
+std::string compiler_command() {
+  const std::string cxx = detail::getenv_str("CXX");
+  if (!cxx.empty()) return cxx;
+  const std::string built = KMR_JIT_MACRO_TEXT(KMR_CXX_COMPILER);
+  return built.empty() ? std::string("c++") : built;
+}
+
+std::string compiler_identity() { return detail::compiler_identity_for("kernels"); }
+
+std::string compile_flags() { return "-std=c++17 -O3 -march=native -fPIC -shared -fno-math-errno"; }
+
+}  // namespace jit
+}  // namespace kmr

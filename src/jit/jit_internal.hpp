@@ -1,0 +1,74 @@
+// Private pieces of the host JIT shared by src/jit/*.cpp.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kmr/runtime/error.hpp"
+
+namespace kmr {
+namespace jit {
+namespace detail {
+
+// ---- hash.cpp ---------------------------------------------------------------
+// FNV-1a, 128 bits. Not cryptographic: it names entries; the key embedded in
+// each module is compared on load, so a collision costs a rebuild, not a bug.
+class Fnv128 {
+ public:
+  void update(const void* data, std::size_t n);
+  void update(std::string_view s) { update(s.data(), s.size()); }
+  std::string hex() const;  // 32 lowercase hex digits
+
+ private:
+  std::uint64_t hi_ = 0x6c62272e07bb0142ULL, lo_ = 0x62b821756295c58dULL;  // offset basis
+};
+std::string hash_hex(std::string_view s);
+bool is_hash_hex(std::string_view s);  // 32 lowercase hex digits
+
+// ---- paths.cpp --------------------------------------------------------------
+[[noreturn]] void fail(const std::string& msg);  // throws kmr::Error(Runtime)
+std::string getenv_str(const char* name);           // "" when unset
+bool quiet();                                       // KMR_QUIET set and not "0"
+std::string version_string();                       // KMR_VERSION or "0.0.0"
+// Text of a macro defined either as a string literal or as bare tokens:
+// pass KMR_JIT_MACRO_TEXT(M); the quotes of a literal are removed.
+#define KMR_JIT_STRINGIZE2(x) #x
+#define KMR_JIT_MACRO_TEXT(x) ::kmr::jit::detail::unquote(KMR_JIT_STRINGIZE2(x))
+std::string unquote(const char* stringized);
+// Creates missing folders of `path` with mode 0700.
+void make_dirs(const std::string& path);
+// Throws unless `path` is a folder owned by the current user and not
+// writable by group or others. `what` names it in the message.
+void check_private_dir(const std::string& path, const char* what);
+// lstat()s an entry file. Returns false when it does not exist; throws when
+// it exists but is not a regular file owned by us and private.
+bool check_private_entry(const std::string& path);
+
+// ---- key.cpp ----------------------------------------------------------------
+std::string headers_hash(const std::string& include_dir);  // cached per folder
+std::string cpu_flags();                                    // cached
+// The full key text of a module, embedded in it and hashed to name it.
+std::string full_key_text(const std::string& key_text, const std::string& source, const std::string& compiler_id,
+                          const std::string& include_dir);
+// `extern "C" const char* kmr_module_key()` returning `key`.
+std::string key_function_source(const std::string& key);
+
+// ---- compiler.cpp -----------------------------------------------------------
+struct ProcessResult {
+  int spawn_error = 0;  // errno of the spawn (e.g. ENOENT); 0 when it started
+  int status = -1;      // waitpid status; -1 when unknown
+  std::string output;   // stdout and stderr together
+};
+std::vector<std::string> split_command(const std::string& cmd);
+ProcessResult run_process(const std::vector<std::string>& argv);
+// Like compiler_identity(), the error naming `what` as what could not be compiled.
+std::string compiler_identity_for(const std::string& what);
+// Runs the compiler on `src`, writing `out`. Throws with the log on failure.
+void compile_shared_object(const std::string& src, const std::string& out, const std::string& include_dir,
+                           const std::string& what);
+std::string truncate_log(const std::string& log, std::size_t max_bytes);
+
+}  // namespace detail
+}  // namespace jit
+}  // namespace kmr
