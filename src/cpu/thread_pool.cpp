@@ -178,7 +178,7 @@ class Pool {
   std::mutex m_;         // queue_, target_, Job's guarded fields
   std::condition_variable work_cv_;
   std::deque<Job*> queue_;
-  int target_ = 0;  // workers wanted; a worker with id >= target_ leaves
+  int target_ = 0;                    // workers wanted; a worker with id >= target_ leaves
   std::vector<std::thread> workers_;  // touched only under resize_m_
 };
 

@@ -23,6 +23,7 @@
 #include <random>
 #include <set>
 #include <unordered_map>
+#include <vector>
 
 #include "jit_internal.hpp"
 #include "kmr/runtime/jit.hpp"
@@ -35,15 +36,15 @@ namespace {
 using detail::fail;
 
 struct Slot {
-  std::mutex mu;             // held while this module is looked up or built
-  void* handle = nullptr;    // dlopen handle, kept for the process life
+  std::mutex mu;           // held while this module is looked up or built
+  void* handle = nullptr;  // dlopen handle, kept for the process life
 };
 
 struct State {
   std::mutex mu;
-  // Key: key_text '\0' source. The rest of the full key (compiler, headers,
-  // CPU) does not change within a process in a way that matters.
-  std::unordered_map<std::string, std::shared_ptr<Slot>> slots;
+  // key_text -> (source, slot) pairs. The rest of the full key (compiler,
+  // headers, CPU) does not change within a process in a way that matters.
+  std::unordered_map<std::string, std::vector<std::pair<std::string, std::shared_ptr<Slot>>>> slots;
   // Paths dlopen()ed by this process: glibc returns the already loaded
   // object for a name it has seen, so such a path is reloaded via a new name.
   std::set<std::string> loaded_paths;
@@ -92,17 +93,20 @@ class FileLock {
     do {
       rc = ::flock(fd_, LOCK_EX);
     } while (rc != 0 && errno == EINTR);
+    held_ = rc == 0;
   }
+  bool held() const { return held_; }
   ~FileLock() { ::close(fd_); }  // closing releases the lock
   FileLock(const FileLock&) = delete;
   FileLock& operator=(const FileLock&) = delete;
 
  private:
   int fd_ = -1;
+  bool held_ = false;
 };
 
-void write_file_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + "." + unique_suffix();
+// Writes `text` to `tmp`, then renames it to `path`.
+void write_file_atomic(const std::string& path, const std::string& tmp, const std::string& text) {
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     const int err = errno;
@@ -126,6 +130,28 @@ void write_file_atomic(const std::string& path, const std::string& text) {
     ::unlink(tmp.c_str());
     fail("pykmr cannot rename " + tmp + " to " + path + ": " + std::strerror(err));
   }
+}
+
+template <class F>
+void for_each_entry(const std::string& dir, F&& f) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) {
+    const int err = errno;
+    fail("pykmr cannot list the kernel cache folder " + dir + ": " + std::strerror(err));
+  }
+  while (const dirent* e = ::readdir(d)) f(std::string(e->d_name));
+  ::closedir(d);
+}
+
+// Removes <dir>/<hash>.tmp.* : under the entry's lock only a dead process
+// (killed while compiling) can have left them.
+void remove_stale_temps(const std::string& dir, const std::string& hash) {
+  const std::string prefix = hash + ".tmp.";
+  std::vector<std::string> stale;
+  for_each_entry(dir, [&](const std::string& name) {
+    if (name.compare(0, prefix.size(), prefix) == 0) stale.push_back(dir + "/" + name);
+  });
+  for (const auto& p : stale) ::unlink(p.c_str());
 }
 
 enum class Load { Missing, Ok, Bad };
@@ -199,7 +225,8 @@ void* load_or_build(const CompileRequest& req, const std::string& what) {
   const std::string inc = include_dir();
   const std::string key = detail::full_key_text(req.key_text, req.source, detail::compiler_identity_for(what), inc);
   const std::string dir = cache_dir();
-  const std::string base = dir + "/" + detail::hash_hex(key);
+  const std::string hash = detail::hash_hex(key);
+  const std::string base = dir + "/" + hash;
   const std::string so = base + ".so";
   State& s = state();
 
@@ -212,21 +239,23 @@ void* load_or_build(const CompileRequest& req, const std::string& what) {
     s.disk_hits++;
     return h;
   }
+  if (lock.held()) remove_stale_temps(dir, hash);
   const std::string src = base + ".cpp";
-  write_file_atomic(src, req.source + detail::key_function_source(key));
-  const std::string tmp = base + "." + unique_suffix() + ".so";
+  const std::string tmp = base + "." + unique_suffix();  // <hash>.tmp.<pid>.<random>
+  write_file_atomic(src, tmp + ".cpp", req.source + detail::key_function_source(key));
+  const std::string tmp_so = tmp + ".so";
   const auto t0 = std::chrono::steady_clock::now();
   try {
-    detail::compile_shared_object(src, tmp, inc, what);
+    detail::compile_shared_object(src, tmp_so, inc, what);
   } catch (...) {
-    ::unlink(tmp.c_str());
+    ::unlink(tmp_so.c_str());
     throw;
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (::chmod(tmp.c_str(), 0700) != 0 || ::rename(tmp.c_str(), so.c_str()) != 0) {
+  if (::chmod(tmp_so.c_str(), 0700) != 0 || ::rename(tmp_so.c_str(), so.c_str()) != 0) {
     const int err = errno;
-    ::unlink(tmp.c_str());
-    fail("pykmr cannot move the compiled module " + tmp + " to " + so + ": " + std::strerror(err));
+    ::unlink(tmp_so.c_str());
+    fail("pykmr cannot move the compiled module " + tmp_so + " to " + so + ": " + std::strerror(err));
   }
   s.compilations++;
   char secs_text[32];
@@ -241,33 +270,22 @@ void* load_or_build(const CompileRequest& req, const std::string& what) {
   return h;
 }
 
-template <class F>
-void for_each_entry(const std::string& dir, F&& f) {
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) {
-    const int err = errno;
-    fail("pykmr cannot list the kernel cache folder " + dir + ": " + std::strerror(err));
-  }
-  while (const dirent* e = ::readdir(d)) f(std::string(e->d_name));
-  ::closedir(d);
-}
-
 }  // namespace
 
 void* get_symbol(const CompileRequest& req, const char* symbol) {
   if (!symbol || !*symbol) fail("pykmr: get_symbol called without a symbol name");
   const std::string what = req.description.empty() ? "module " + req.key_text.substr(0, 200) : req.description;
   State& s = state();
-  std::string map_key;
-  map_key.reserve(req.key_text.size() + 1 + req.source.size());
-  map_key.append(req.key_text).push_back('\0');
-  map_key.append(req.source);
   std::shared_ptr<Slot> slot;
   {
     std::lock_guard<std::mutex> lock(s.mu);
-    auto& p = s.slots[map_key];
-    if (!p) p = std::make_shared<Slot>();
-    slot = p;
+    auto& bucket = s.slots[req.key_text];
+    for (const auto& entry : bucket)
+      if (entry.first == req.source) slot = entry.second;
+    if (!slot) {
+      slot = std::make_shared<Slot>();
+      bucket.emplace_back(req.source, slot);
+    }
   }
   std::lock_guard<std::mutex> lock(slot->mu);  // one build per module, others wait
   if (slot->handle)

@@ -180,14 +180,14 @@ std::string compiler_identity_for(const std::string& what) {
   if (path.empty())
     missing_compiler(what, cmd,
                      argv[0].find('/') != std::string::npos ? "was not found (no such executable file)"
-                                                             : "was not found (looked for `" + argv[0] + "` in PATH)");
+                                                            : "was not found (looked for `" + argv[0] + "` in PATH)");
   std::vector<std::string> version = argv;
   version.push_back("--version");
   const ProcessResult r = run_process(version);
   if (r.spawn_error) missing_compiler(what, cmd, std::string("could not be run: ") + std::strerror(r.spawn_error));
   if (r.status != -1 && !(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0))
-    missing_compiler(what, cmd, "failed to run `--version` (" + describe_status(r.status) +
-                                    "): " + truncate_log(r.output, 2000));
+    missing_compiler(what, cmd,
+                     "failed to run `--version` (" + describe_status(r.status) + "): " + truncate_log(r.output, 2000));
   std::string first = r.output.substr(0, r.output.find('\n'));
   if (first.empty()) missing_compiler(what, cmd, "printed nothing for `--version`");
   const std::string id = first + " [" + path + "]";

@@ -28,9 +28,9 @@ bool is_hash_hex(std::string_view s);  // 32 lowercase hex digits
 
 // ---- paths.cpp --------------------------------------------------------------
 [[noreturn]] void fail(const std::string& msg);  // throws kmr::Error(Runtime)
-std::string getenv_str(const char* name);           // "" when unset
-bool quiet();                                       // KMR_QUIET set and not "0"
-std::string version_string();                       // KMR_VERSION or "0.0.0"
+std::string getenv_str(const char* name);        // "" when unset
+bool quiet();                                    // KMR_QUIET set and not "0"
+std::string version_string();                    // KMR_VERSION or "0.0.0"
 // Text of a macro defined either as a string literal or as bare tokens:
 // pass KMR_JIT_MACRO_TEXT(M); the quotes of a literal are removed.
 #define KMR_JIT_STRINGIZE2(x) #x
@@ -47,7 +47,7 @@ bool check_private_entry(const std::string& path);
 
 // ---- key.cpp ----------------------------------------------------------------
 std::string headers_hash(const std::string& include_dir);  // cached per folder
-std::string cpu_flags();                                    // cached
+std::string cpu_flags();                                   // cached
 // The full key text of a module, embedded in it and hashed to name it.
 std::string full_key_text(const std::string& key_text, const std::string& source, const std::string& compiler_id,
                           const std::string& include_dir);

@@ -106,6 +106,8 @@ std::string key_function_source(const std::string& key) {
     if (c == '\\' || c == '"' || c == '?') {  // '?': no trigraph can form
       lit += '\\';
       lit += static_cast<char>(c);
+    } else if (c == '\n') {
+      lit += "\\n";
     } else if (c >= 0x20 && c < 0x7f) {
       lit += static_cast<char>(c);
     } else {  // three octal digits: never swallows the next character

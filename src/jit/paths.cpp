@@ -61,8 +61,9 @@ std::string home_dir() {
   struct passwd* res = nullptr;
   std::vector<char> buf(16384);
   if (getpwuid_r(geteuid(), &pw, buf.data(), buf.size(), &res) == 0 && res && res->pw_dir) return res->pw_dir;
-  fail("pykmr cannot find a cache folder: HOME is not set and the user has no home directory; "
-       "set KMR_CACHE_DIR to a private folder");
+  fail(
+      "pykmr cannot find a cache folder: HOME is not set and the user has no home directory; "
+      "set KMR_CACHE_DIR to a private folder");
 }
 
 bool file_exists(const std::string& path) {
@@ -116,7 +117,8 @@ void check_private_dir(const std::string& path, const char* what) {
     fail(std::string("pykmr refuses the ") + what + " " + path + ": it is writable by group or others (mode " +
          octal_mode(st.st_mode) +
          "), so another user could plant code that pykmr would load and run. "
-         "Fix it with `chmod go-w " + path + "` (or chmod 700), or set KMR_CACHE_DIR to a private folder.");
+         "Fix it with `chmod go-w " +
+         path + "` (or chmod 700), or set KMR_CACHE_DIR to a private folder.");
 }
 
 bool check_private_entry(const std::string& path) {
@@ -126,7 +128,8 @@ bool check_private_entry(const std::string& path) {
     const int err = errno;
     fail("pykmr cannot read the cache entry " + path + ": " + std::strerror(err));
   }
-  const std::string fix = " Delete it (or run clear_cache()) after checking where it came from, or set KMR_CACHE_DIR to a private folder.";
+  const std::string fix =
+      " Delete it (or run clear_cache()) after checking where it came from, or set KMR_CACHE_DIR to a private folder.";
   if (!S_ISREG(st.st_mode))
     fail("pykmr refuses the cache entry " + path + ": it is not a regular file (a link or a special file), " +
          "which pykmr never writes." + fix);
@@ -167,7 +170,8 @@ std::string include_dir() {
   const std::string env = getenv_str("KMR_INCLUDE_DIR");
   if (!env.empty()) {
     if (!file_exists(env + marker))
-      fail("KMR_INCLUDE_DIR=" + env + " does not contain kmr/config.hpp; point it at the folder that holds "
+      fail("KMR_INCLUDE_DIR=" + env +
+           " does not contain kmr/config.hpp; point it at the folder that holds "
            "the kmr/ headers (or unset it)");
     return real_path(env);
   }

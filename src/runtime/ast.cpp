@@ -33,38 +33,44 @@ struct Renumber {
   std::unordered_map<long long, int> canon;  // user position -> canonical position
   std::unordered_map<const Expr*, ExprPtr> done;  // keeps shared subtrees shared
 
+  // Recursive: keep the frame small (the Var case is out of line).
   ExprPtr run(const ExprPtr& e) {
     auto it = done.find(e.get());
     if (it != done.end()) return it->second;
     ExprPtr out;
     if (e->op == "Var") {
-      check_var(*e);
-      const long long upos = e->iparams[0];
-      int cat = (int)e->iparams[2];
-      if (swap_ij && cat != 2) cat = 1 - cat;
-      auto c = canon.find(upos);
-      int pos;
-      if (c == canon.end()) {
-        pos = (int)vars.size();
-        canon.emplace(upos, pos);
-        vars.push_back(VarInfo{cat, e->dim});
-        user_pos.push_back((int)upos);
-      } else {
-        pos = c->second;
-      }
-      out = make_expr("Var", {}, {pos, e->iparams[1], cat}, e->dim);
+      out = var(*e);
     } else {
       std::vector<ExprPtr> args;
       args.reserve(e->args.size());
-      bool same = true;
-      for (const auto& a : e->args) {
-        args.push_back(run(a));
-        same = same && args.back() == a;
-      }
-      out = same ? e : make_expr(e->op, std::move(args), e->iparams, e->dim);
+      for (const auto& a : e->args) args.push_back(run(a));
+      out = make_expr(e->op, std::move(args), e->iparams, e->dim);
     }
     done.emplace(e.get(), out);
     return out;
+  }
+
+#if defined(_MSC_VER)
+  __declspec(noinline)
+#else
+  __attribute__((noinline))
+#endif
+  ExprPtr var(const Expr& e) {
+    check_var(e);
+    const long long upos = e.iparams[0];
+    int cat = (int)e.iparams[2];
+    if (swap_ij && cat != 2) cat = 1 - cat;
+    auto c = canon.find(upos);
+    int pos;
+    if (c == canon.end()) {
+      pos = (int)vars.size();
+      canon.emplace(upos, pos);
+      vars.push_back(VarInfo{cat, e.dim});
+      user_pos.push_back((int)upos);
+    } else {
+      pos = c->second;
+    }
+    return make_expr("Var", {}, {pos, e.iparams[1], cat}, e.dim);
   }
 };
 

@@ -11,7 +11,7 @@ namespace detail {
 
 // Limits that keep hostile input from exhausting the stack or memory.
 constexpr long long kMaxDim = 1LL << 24;   // largest dimension of any node
-constexpr int kMaxDepth = 1000;            // nesting of the expanded tree
+constexpr int kMaxDepth = 500;             // depth of the expanded tree (recursion elsewhere is bounded by it)
 constexpr long long kMaxNodes = 200000;    // nodes of the expanded tree
 
 // What an op's dimension rule says about its operands and parameters.

@@ -229,5 +229,25 @@ void decimal_literal(const Source& src, const Token& t, long long& p, long long&
   q = (long long)den;
 }
 
+bool reduce_ratio(long long p, long long q, long long& rp, long long& rq) {
+  // magnitudes as unsigned so that LLONG_MIN is fine
+  const bool neg = (p < 0) != (q < 0);
+  unsigned long long a = p < 0 ? 0ULL - (unsigned long long)p : (unsigned long long)p;
+  unsigned long long b = q < 0 ? 0ULL - (unsigned long long)q : (unsigned long long)q;
+  unsigned long long x = a, y = b;
+  while (y != 0) {
+    const unsigned long long r = x % y;
+    x = y;
+    y = r;
+  }
+  a /= x;
+  b /= x;
+  const unsigned long long amax = (unsigned long long)LLONG_MAX + (neg ? 1ULL : 0ULL);
+  if (a > amax || b > (unsigned long long)LLONG_MAX) return false;
+  rp = neg ? (a == (unsigned long long)LLONG_MAX + 1ULL ? LLONG_MIN : -(long long)a) : (long long)a;
+  rq = (long long)b;
+  return true;
+}
+
 }  // namespace detail
 }  // namespace kmr

@@ -45,5 +45,8 @@ long long int_literal(const Source& src, const Token& t, bool negative);
 // Exact value p/q (q >= 1, reduced) of a Decimal token; range-checked.
 void decimal_literal(const Source& src, const Token& t, long long& p, long long& q);
 
+// p/q reduced with q > 0 (q != 0 on entry); false if out of the 64-bit range.
+bool reduce_ratio(long long p, long long q, long long& rp, long long& rq);
+
 }  // namespace detail
 }  // namespace kmr

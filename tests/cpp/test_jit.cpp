@@ -13,6 +13,7 @@
 #include <functional>
 #include <regex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kmr/runtime/error.hpp"
@@ -197,6 +198,17 @@ TEST_F(Jit, DifferentKeysAreDifferentEntries) {
   EXPECT_EQ(with_suffix(dir_, ".so").size(), 2u);
 }
 
+TEST_F(Jit, KeyTextWithAnyBytesRoundTrips) {
+  jit::CompileRequest r = request(19);
+  r.key_text = std::string("Exp(\"q\"?\?=\\x\n\t\xc3\xa9\x01", 17) + std::string(1, '\0') + "end";
+  EXPECT_EQ(load(r)(0), 19);
+  jit::reset_in_process_cache_for_testing();
+  const auto before = jit::stats();
+  EXPECT_EQ(load(r)(0), 19);  // the embedded key matched: a disk hit, not a rebuild
+  EXPECT_EQ(jit::stats().disk_hits, before.disk_hits + 1);
+  EXPECT_EQ(jit::stats().rejected_entries, before.rejected_entries);
+}
+
 TEST_F(Jit, DiskCacheHitFromAnotherProcess) {
   EXPECT_EQ(load(request(4))(1), 5);
   const pid_t pid = fork();
@@ -293,6 +305,45 @@ TEST_F(Jit, ConcurrentProcessesCompileOnce) {
   EXPECT_EQ(count_containing(dir_, "tmp."), 0);
 }
 
+TEST_F(Jit, ConcurrentThreadsShareOneBuild) {
+  const auto before = jit::stats();
+  std::vector<Fn> got(8, nullptr);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i)
+    threads.emplace_back([&got, i] {
+      try {
+        got[static_cast<std::size_t>(i)] = load(request(16 + i % 2));
+      } catch (...) {
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_NE(got[static_cast<std::size_t>(i)], nullptr);
+    EXPECT_EQ(got[static_cast<std::size_t>(i)], got[static_cast<std::size_t>(i % 2)]);
+    EXPECT_EQ(got[static_cast<std::size_t>(i)](0), 16 + i % 2);
+  }
+  EXPECT_EQ(jit::stats().compilations, before.compilations + 2);
+}
+
+TEST_F(Jit, StaleTempFilesAreSwept) {
+  load(request(18));
+  const std::string so = only_so();
+  const std::string hash = so.substr(dir_.size() + 1, 32);
+  ASSERT_EQ(unlink(so.c_str()), 0);
+  std::ofstream(dir_ + "/" + hash + ".tmp.1.0123456789abcdef.so") << "left by a killed compiler";
+  jit::reset_in_process_cache_for_testing();
+  EXPECT_EQ(load(request(18))(1), 19);
+  EXPECT_EQ(count_containing(dir_, "tmp."), 0);
+}
+
+TEST_F(Jit, SourceCanIncludeKmrHeaders) {
+  jit::CompileRequest r;
+  r.source = "#include \"kmr/config.hpp\"\nextern \"C\" int kmr_test_fn(int x) { return x * 3; }\n";
+  r.key_text = "includes-headers";
+  r.description = "a module including kmr headers";
+  EXPECT_EQ(reinterpret_cast<Fn>(jit::get_symbol(r, "kmr_test_fn"))(5), 15);
+}
+
 TEST_F(Jit, WorldWritableCacheDirIsRefused) {
   ASSERT_EQ(mkdir(dir_.c_str(), 0700), 0);
   ASSERT_EQ(chmod(dir_.c_str(), 0777), 0);
@@ -340,8 +391,8 @@ TEST_F(Jit, SyntaxErrorShowsLogAndSource) {
   r.description = "a broken module";
   const std::string msg = error_of([&] { jit::get_symbol(r, "kmr_test_fn"); });
   EXPECT_NE(msg.find("failed to compile a broken module"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("error"), std::string::npos) << msg;             // the compiler's log
-  EXPECT_NE(msg.find("return x + ;"), std::string::npos) << msg;      // quoted by the compiler
+  EXPECT_NE(msg.find("error"), std::string::npos) << msg;         // the compiler's log
+  EXPECT_NE(msg.find("return x + ;"), std::string::npos) << msg;  // quoted by the compiler
   const auto sources = with_suffix(dir_, ".cpp");
   ASSERT_EQ(sources.size(), 1u);
   EXPECT_NE(msg.find("source: " + sources[0]), std::string::npos) << msg;

@@ -293,6 +293,7 @@ TEST(FormulaOps, GradOfAbsentVariableIsZero) {
   static_assert(meta::is_same_v<Grad<Exp<Vi<0, 3>>, Vj<0, 3>, E3>::Derivative, Zero<3>>, "");
   static_assert(meta::is_same_v<Grad<Exp<Vi<0, 3>>, Vi<1, 3>, E3>::Derivative, Zero<3>>, "");
   static_assert(meta::is_same_v<Grad<Sign<Vi<0, 3>>, Vi<0, 3>, E3>::Derivative, Zero<3>>, "");
+  static_assert(meta::is_same_v<Grad<Step<Vi<0, 3>>, Vi<0, 3>, E3>::Derivative, Zero<3>>, "");
   static_assert(meta::is_same_v<Grad<Floor<Vi<0, 3>>, Vi<0, 3>, E3>::Derivative, Zero<3>>, "");
   static_assert(meta::is_same_v<Grad<Pow<Vi<0, 3>, 0>, Vi<0, 3>, E3>::Derivative, Zero<3>>, "");
   static_assert(meta::is_same_v<Grad<Vi<0, 3>, Vi<0, 3>, E3>::Derivative, E3>, "");

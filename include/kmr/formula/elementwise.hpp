@@ -109,7 +109,7 @@ struct ReLUOp {
 // x log x, derivative log x + 1
 struct XLogXOp {
   KMR_ELEMENTWISE_NAME(XLogX)
-  template <class T> KMR_HOST_DEVICE KMR_INLINE static T value(T x) { return x == T(0) ? T(0) : x * vlog(x); }
+  template <class T> KMR_HOST_DEVICE KMR_INLINE static T value(T x) { return vxlogx(x); }
   template <class F, class G> using Adjoint = Mult<G, Add<Log<F>, IntCst<1>>>;
 };
 

@@ -64,5 +64,9 @@ template <class T>
 KMR_HOST_DEVICE KMR_INLINE T vinterior(T x, T a, T b) {  // 1 if a < x < b
   return (x > a && x < b) ? T(1) : T(0);
 }
+template <class T>
+KMR_HOST_DEVICE KMR_INLINE T vxlogx(T x) {  // x log x, 0 at x = 0
+  return x == T(0) ? T(0) : x * vlog(x);
+}
 
 }  // namespace kmr

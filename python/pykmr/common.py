@@ -1,0 +1,337 @@
+"""What pykmr.numpy and pykmr.torch share: alias parsing, the reduction table,
+argument checks with errors that name the argument, output post-processing
+(KeOps's shapes and dtypes) and the launch point of a kernel.
+
+This module imports neither numpy nor torch: the front ends turn their arrays
+into (shape, dtype name, data pointer) and call in here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from pykmr import _kmr
+
+CATS = ("Vi", "Vj", "Pm")  # category codes 0, 1, 2 of _kmr.Genred.args
+_CAT_OF = {"Vi": 0, "Vx": 0, "Vj": 1, "Vy": 1, "Pm": 2}
+
+CUDA_UNAVAILABLE = (
+    "pykmr: the CUDA backend is not available in this build (CPU only for now); "
+    "move the tensors to the CPU and use backend='auto' or 'CPU'"
+)
+
+# ---------------------------------------------------------------------------------------------------------
+# Aliases: "X = Vi(3)", "X = Vi(0, 3)", "X = Var(0, 3, 0)", older "X = Vx(3)" / "Vy"
+# ---------------------------------------------------------------------------------------------------------
+_ALIAS = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*(Vi|Vj|Vx|Vy|Pm)\s*\(\s*(?:(\d+)\s*,\s*)?(\d+)\s*\)\s*$")
+_ALIAS_VAR = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*Var\s*\(\s*(\d+)\s*,\s*(\d+)\s*,\s*([012])\s*\)\s*$")
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+
+
+@dataclass(frozen=True)
+class Alias:
+    name: str
+    cat: int  # 0: i, 1: j, 2: parameter
+    pos: int | None  # explicit position, or None (then: its index in the alias list)
+    dim: int
+
+
+def parse_alias(text: str) -> Alias | None:
+    """Parses one alias; None if it is not of a form this module knows (libkmr then says why)."""
+    m = _ALIAS.match(text)
+    if m:
+        pos = None if m.group(3) is None else int(m.group(3))
+        return Alias(m.group(1), _CAT_OF[m.group(2)], pos, int(m.group(4)))
+    m = _ALIAS_VAR.match(text)
+    if m:
+        return Alias(m.group(1), int(m.group(4)), int(m.group(2)), int(m.group(3)))
+    return None
+
+
+def parse_output(output) -> tuple[int, int]:
+    """The output alias of generic_* ("A = Vi(2)", "A = Vx(2)", "A = Vj(3)"): (axis, dim)."""
+    if not isinstance(output, str):
+        raise TypeError(f"pykmr: the output alias must be a string like 'A = Vi(2)', got {type(output).__name__}")
+    a = parse_alias(output)
+    if a is None:
+        raise ValueError(f"pykmr: malformed output alias '{output}': expected 'NAME = Vi(dim)' or 'NAME = Vj(dim)'")
+    if a.cat == 2:
+        raise ValueError(f"pykmr: the output alias '{output}' must be Vi/Vx (one row per i) or Vj/Vy, not Pm")
+    if a.dim < 1:
+        raise ValueError(f"pykmr: the output alias '{output}' has dim {a.dim}, expected >= 1")
+    return (1 if a.cat == 0 else 0), a.dim
+
+
+def to_all_i(text: str) -> str:
+    """Re-declares every j-variable of a formula or alias as an i-variable (same positions and dims)."""
+    text = re.sub(r"\b(?:Vj|Vy)(\s*\()", r"Vi\1", text)
+    return re.sub(r"\bVar(\s*\(\s*\d+\s*,\s*\d+\s*,\s*)1(\s*\))", r"Var\g<1>0\2", text)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reductions
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reduction:
+    kind: str  # sum | lse | ssmw | select (values) | both (values + indices) | index
+    uses_k: bool = False
+    companion: str | None = None  # values + indices version, run when a value gradient is needed
+    parts: int = 1  # out_dim = parts * (K) * dim F for select/both/index
+
+
+REDUCTIONS = {
+    "Sum": Reduction("sum"),
+    "LogSumExp": Reduction("lse"),
+    "SumSoftMaxWeight": Reduction("ssmw"),
+    "Min": Reduction("select", companion="Min_ArgMin"),
+    "Max": Reduction("select", companion="Max_ArgMax"),
+    "KMin": Reduction("select", uses_k=True, companion="KMin_ArgKMin"),
+    "Min_ArgMin": Reduction("both", parts=2),
+    "Max_ArgMax": Reduction("both", parts=2),
+    "KMin_ArgKMin": Reduction("both", uses_k=True, parts=2),
+    "ArgMin": Reduction("index"),
+    "ArgMax": Reduction("index"),
+    "ArgKMin": Reduction("index", uses_k=True),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One reduction as libkmr sees it, plus what the front ends need to check and name its arguments
+# ---------------------------------------------------------------------------------------------------------
+class GenredCore:
+    def __init__(self, formula, aliases, reduction_op, axis, opt_arg, formula2, dtype_acc, sum_scheme):
+        if not isinstance(formula, str):
+            raise TypeError(f"pykmr: formula must be a string, got {type(formula).__name__}")
+        if isinstance(aliases, str) or not isinstance(aliases, (list, tuple)):
+            raise TypeError("pykmr: aliases must be a list of strings like ['X = Vi(3)', 'Y = Vj(3)']")
+        for k, a in enumerate(aliases):
+            if not isinstance(a, str):
+                raise TypeError(f"pykmr: alias {k} must be a string like 'X = Vi(3)', got {type(a).__name__}")
+        if not isinstance(reduction_op, str):
+            raise TypeError(f"pykmr: reduction_op must be a string, got {type(reduction_op).__name__}")
+        if isinstance(axis, bool) or axis not in (0, 1):
+            raise ValueError(f"pykmr: axis must be 0 (reduce over i) or 1 (reduce over j), got {axis!r}")
+        if opt_arg is not None and (isinstance(opt_arg, bool) or not isinstance(opt_arg, int)):
+            raise TypeError(f"pykmr: opt_arg (K) must be an integer, got {opt_arg!r}")
+        if formula2 is not None and not isinstance(formula2, str):
+            raise TypeError(f"pykmr: formula2 must be a string, got {type(formula2).__name__}")
+        self.formula = formula
+        self.aliases = list(aliases)
+        self.reduction_op = reduction_op
+        self.axis = int(axis)
+        self.opt_arg = opt_arg
+        self.formula2 = formula2
+        self.dtype_acc = dtype_acc
+        self.sum_scheme = sum_scheme
+        self.kernel = _kmr.Genred(formula, self.aliases, reduction_op, self.axis, opt_arg or 0,
+                                  formula2 or "", dtype_acc, sum_scheme)
+        self.red = REDUCTIONS[reduction_op]
+        self.k = opt_arg if self.red.uses_k else 1
+        self.args = [tuple(a) for a in self.kernel.args]  # (cat, dim) per argument position
+        self.nargs = len(self.args)
+        self.out_dim = self.kernel.out_dim
+        if self.red.kind in ("lse", "ssmw"):
+            self.dim_f = 1
+            self.dim_g = self.out_dim if formula2 else 0
+        else:
+            self.dim_f = self.out_dim // (self.red.parts * self.k)
+            self.dim_g = 0
+        self.own_cat = 0 if self.axis == 1 else 1  # the category indexed like the output rows
+        self._name_arguments()
+        self.what = f"Genred('{formula}', {reduction_op}, axis={self.axis})"
+
+    def _name_arguments(self):
+        """labels[p]: how errors name argument p; names[p]: how a formula refers to it (Grad's V)."""
+        declared = {}
+        for k, text in enumerate(self.aliases):
+            a = parse_alias(text)
+            if a is not None:
+                declared[k if a.pos is None else a.pos] = (a, text.strip())
+        self.labels, self.names = [], []
+        for p, (cat, dim) in enumerate(self.args):
+            got = declared.get(p)
+            if got is not None and got[0].cat == cat and got[0].dim == dim:
+                self.names.append(got[0].name)
+                self.labels.append(f"argument {p} ('{got[1]}')")
+            else:  # a variable written in the formula itself, like Vi(3,2)
+                self.names.append(f"{CATS[cat]}({p},{dim})")
+                self.labels.append(f"argument {p} ({CATS[cat]}({p},{dim}))")
+
+    def fresh_names(self, *tags):
+        """Alias names that clash with nothing in the formula or the aliases."""
+        taken = set(_IDENT.findall(self.formula)) | set(_IDENT.findall(self.formula2 or ""))
+        taken |= {a.name for a in map(parse_alias, self.aliases) if a is not None}
+        out = []
+        for tag in tags:
+            name, n = f"_kmr{tag}", 0
+            while name in taken:
+                n += 1
+                name = f"_kmr{tag}{n}"
+            taken.add(name)
+            out.append(name)
+        return out
+
+    # -----------------------------------------------------------------------------------------------------
+    def check_count(self, nargs):
+        if nargs != self.nargs:
+            want = ", ".join(f"'{a}'" for a in self.aliases) or "none"
+            raise TypeError(f"pykmr: {self.what} takes {self.nargs} arguments (aliases: {want}), got {nargs}")
+
+    def check_shapes(self, shapes) -> tuple[int, int]:
+        """Checks each argument's shape against its alias; returns (nx, ny).
+
+        shapes: one tuple per argument. i/j-variables are 2-D [n, dim]; a parameter holds dim values
+        (shape (dim,), (1, dim) or () for dim 1). With no i- (or j-) variable, that size is 1.
+        """
+        sizes = [None, None]  # (rows, argument) of the first i- and j-variable
+        for p, ((cat, dim), shape) in enumerate(zip(self.args, shapes)):
+            label = self.labels[p]
+            if cat == 2:
+                numel = math.prod(shape)
+                ok_shape = len(shape) <= 1 or (len(shape) == 2 and shape[0] == 1)
+                if numel != dim or not ok_shape:
+                    raise ValueError(f"pykmr: {label} is a parameter of dim {dim}: expected shape ({dim},), "
+                                     f"got shape {tuple(shape)}")
+                continue
+            n_name = "nx" if cat == 0 else "ny"
+            if len(shape) >= 3:
+                raise ValueError(f"pykmr: {label} is {len(shape)}-D with shape {tuple(shape)}: batch dimensions "
+                                 f"are not supported yet, pass a 2-D array [{n_name}, {dim}]")
+            if len(shape) != 2:
+                raise ValueError(f"pykmr: {label} must be 2-D [{n_name}, {dim}], got shape {tuple(shape)}"
+                                 + (f" (reshape it to (-1, {dim}))" if len(shape) == 1 else ""))
+            if shape[1] != dim:
+                raise ValueError(f"pykmr: {label} has {shape[1]} columns but its alias declares dim {dim} "
+                                 f"(shape {tuple(shape)})")
+            first = sizes[cat]
+            if first is None:
+                sizes[cat] = (shape[0], p)
+            elif first[0] != shape[0]:
+                kind = "i-variables" if cat == 0 else "j-variables"
+                raise ValueError(f"pykmr: {kind} must have the same number of rows: {self.labels[first[1]]} has "
+                                 f"{first[0]}, {label} has {shape[0]}")
+        return tuple(1 if s is None else s[0] for s in sizes)
+
+    def check_dtypes(self, dtypes) -> str:
+        """dtypes: a dtype name per array argument (None for Python numbers). Returns 'float32' or 'float64'."""
+        common, first = None, None
+        for p, dt in enumerate(dtypes):
+            if dt is None:
+                continue
+            if dt not in ("float32", "float64"):
+                kind = "integer" if "int" in dt else "unsupported"
+                raise TypeError(f"pykmr: {self.labels[p]} has {kind} dtype {dt}: pykmr computes in float32 or "
+                                "float64, convert it first")
+            if common is None:
+                common, first = dt, p
+            elif dt != common:
+                raise TypeError(f"pykmr: mixed dtypes: {self.labels[first]} is {common} but {self.labels[p]} is "
+                                f"{dt}; convert them to one dtype")
+        return common
+
+    def out_rows(self, nx, ny):
+        return nx if self.axis == 1 else ny
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Calls
+# ---------------------------------------------------------------------------------------------------------
+def check_call_options(backend, device_id, ranges):
+    if ranges is not None:
+        raise NotImplementedError("pykmr: ranges (block-sparse reductions) are not supported yet; call without "
+                                  "ranges=")
+    if not isinstance(backend, str) or not re.fullmatch(r"auto|CPU|GPU(_[12]D)?(_host|_device)?", backend):
+        raise ValueError(f"pykmr: backend must be 'auto', 'CPU' or 'GPU', got {backend!r}")
+    if isinstance(device_id, bool) or not isinstance(device_id, int):
+        raise TypeError(f"pykmr: device_id must be an integer (-1: default), got {device_id!r}")
+
+
+def keops_options_to_dtype_acc(opts, dtype_acc):
+    """KeOps's other constructor options: accepted for drop-in use; use_double_acc maps to dtype_acc."""
+    known = {"dtype", "cuda_type", "enable_chunks", "rec_multVar_highdim", "use_double_acc", "use_fast_math",
+             "optional_flags"}
+    unknown = set(opts) - known
+    if unknown:
+        raise TypeError(f"pykmr: Genred() got unexpected keyword arguments {sorted(unknown)}")
+    if opts.get("use_double_acc") and dtype_acc == "auto":
+        return "float64"
+    return dtype_acc
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where a kernel runs. CUDA launches (issue 4) add their index and stream here."""
+
+    type: str = "cpu"
+    index: int = -1
+    stream: int = 0
+
+
+CPU = Device()
+
+
+def launch(core: GenredCore, dtype: str, ptrs, nx: int, ny: int, out_ptr: int, device: Device = CPU,
+           kernel=None):
+    """Runs a kernel on contiguous row-major data (the one place where kernels start)."""
+    if device.type != "cpu":
+        raise RuntimeError(CUDA_UNAVAILABLE)
+    (kernel or core.kernel).run(dtype, list(ptrs), nx, ny, out_ptr)
+
+
+def postprocess(raw, core: GenredCore, to_index):
+    """KeOps's output layout from libkmr's raw [n, out_dim] array.
+
+    Indices become int64 (to_index); Min_ArgMin-like reductions return (values, indices); KMin-like ones
+    [n, K, D], squeezed to [n, K] when D == 1.
+    """
+    kind, n, d, k = core.red.kind, raw.shape[0], core.dim_f, core.k
+
+    def kview(a):
+        return a.reshape(n, k) if d == 1 else a.reshape(n, k, d)
+
+    if kind == "index":
+        idx = to_index(raw)
+        return kview(idx) if core.red.uses_k else idx
+    if kind == "both":
+        vals, idx = raw[:, : k * d], to_index(raw[:, k * d:])
+        return (kview(vals), kview(idx)) if core.red.uses_k else (vals, idx)
+    if kind == "select" and core.red.uses_k:
+        return kview(raw)
+    return raw
+
+
+def check_out_shapes(core, out, result, is_array):
+    """out= must match the result: one array, or a pair for Min_ArgMin-like reductions."""
+    results = result if isinstance(result, tuple) else (result,)
+    outs = out if isinstance(out, tuple) else (out,)
+    if isinstance(result, tuple) != isinstance(out, tuple) or len(outs) != len(results):
+        raise TypeError(f"pykmr: out= for {core.reduction_op} must be "
+                        + ("a pair (values, indices)" if isinstance(result, tuple) else "one array"))
+    for o, r in zip(outs, results):
+        if not is_array(o):
+            raise TypeError(f"pykmr: out= must hold arrays of the front end's type, got {type(o).__name__}")
+        if tuple(o.shape) != tuple(r.shape) or str(o.dtype) != str(r.dtype):
+            raise ValueError(f"pykmr: out= has shape {tuple(o.shape)} and dtype {o.dtype}, expected shape "
+                             f"{tuple(r.shape)} and dtype {r.dtype}")
+    return outs, results
+
+
+# ---------------------------------------------------------------------------------------------------------
+# generic_sum & co (the seed's spelling): the output alias gives the axis and is checked against the formula
+# ---------------------------------------------------------------------------------------------------------
+def make_generic(genred_cls, reduction, formula, output, aliases, kwargs):
+    for bad in ("axis", "reduction_op") + (("opt_arg",) if reduction == "ArgKMin" else ()):
+        if bad in kwargs:
+            raise TypeError(f"pykmr: generic_* take {bad} from the output alias, not as a keyword")
+    axis, dim = parse_output(output)
+    if reduction == "ArgKMin":
+        kwargs = dict(kwargs, opt_arg=dim)
+    routine = genred_cls(formula, list(aliases), reduction_op=reduction, axis=axis, **kwargs)
+    core = routine._core
+    expect = {"Sum": core.out_dim, "LogSumExp": core.out_dim, "ArgMin": core.dim_f}.get(reduction)
+    if expect is not None and dim != expect:
+        raise ValueError(f"pykmr: the output alias '{output}' declares dim {dim} but {reduction} of "
+                         f"'{formula}' has dim {expect}")
+    return routine

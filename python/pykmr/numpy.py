@@ -1,0 +1,99 @@
+"""pykmr on numpy arrays: the API of pykeops.numpy (Genred, generic_sum...), without autograd.
+
+    from pykmr.numpy import generic_sum
+    conv = generic_sum("Exp(-G*SqDist(X,Y)) * B", "A = Vi(2)", "G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(2)")
+    a = conv(np.array([2.0]), x, y, b)      # x: [N, 3], y: [M, 3], b: [M, 2] -> a: [N, 2]
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from pykmr.common import (
+    CUDA_UNAVAILABLE,
+    GenredCore,
+    check_call_options,
+    check_out_shapes,
+    keops_options_to_dtype_acc,
+    launch,
+    make_generic,
+    postprocess,
+)
+
+__all__ = ["Genred", "generic_sum", "generic_logsumexp", "generic_argmin", "generic_argkmin"]
+
+
+class Genred:
+    """a_i = Red_j F(p, x_i, y_j) on numpy arrays (see pykmr.torch.Genred for the arguments)."""
+
+    def __init__(self, formula, aliases, reduction_op="Sum", axis=0, opt_arg=None, formula2=None,
+                 dtype_acc="auto", sum_scheme="auto", **keops_options):
+        dtype_acc = keops_options_to_dtype_acc(keops_options, dtype_acc)
+        self._core = GenredCore(formula, aliases, reduction_op, axis, opt_arg, formula2, dtype_acc, sum_scheme)
+
+    def __call__(self, *args, backend="auto", device_id=-1, ranges=None, out=None):
+        core = self._core
+        check_call_options(backend, device_id, ranges)
+        arrays = _convert(core, args)
+        nx, ny = core.check_shapes([a.shape for a in arrays])
+        if backend.startswith("GPU"):
+            raise RuntimeError(CUDA_UNAVAILABLE)
+        dtype = str(arrays[0].dtype) if arrays else "float32"
+        raw = np.empty((core.out_rows(nx, ny), core.out_dim), dtype=dtype)
+        launch(core, dtype, [a.ctypes.data for a in arrays], nx, ny, raw.ctypes.data)
+        result = postprocess(raw, core, lambda a: a.astype(np.int64))
+        if out is None:
+            return result
+        outs, results = check_out_shapes(core, out, result, lambda o: isinstance(o, np.ndarray))
+        for o, r in zip(outs, results):
+            o[...] = r
+        return out
+
+
+def _convert(core, args):
+    """numpy arrays (contiguous, one float dtype); Python numbers accepted for parameters."""
+    core.check_count(len(args))
+    dtypes = []
+    for p, a in enumerate(args):
+        if isinstance(a, np.ndarray):
+            dtypes.append(str(a.dtype))
+        elif core.args[p][0] == 2 and _is_numbers(a):
+            dtypes.append(None)
+        elif type(a).__module__.startswith("torch"):
+            raise TypeError(f"pykmr: {core.labels[p]} is a torch tensor: pykmr.numpy takes numpy arrays "
+                            "(use pykmr.torch for torch tensors)")
+        else:
+            kind = "a numpy array or a number" if core.args[p][0] == 2 else "a numpy array"
+            raise TypeError(f"pykmr: {core.labels[p]} must be {kind}, got {type(a).__name__}")
+    dtype = core.check_dtypes(dtypes) or "float64"
+    return [np.ascontiguousarray(a) if isinstance(a, np.ndarray) else np.array(a, dtype=dtype).reshape(-1)
+            for a in args]
+
+
+def _is_numbers(a):
+    def num(v):
+        return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+    return num(a) or (isinstance(a, (list, tuple)) and len(a) > 0 and all(num(v) for v in a))
+
+
+def generic_sum(formula, output, *aliases, **kwargs):
+    """Sum reduction; the output alias ("A = Vi(2)", or "A = Vx(2)") gives the axis and the checked dim."""
+    return make_generic(Genred, "Sum", formula, output, aliases, kwargs)
+
+
+def generic_logsumexp(formula, output, *aliases, **kwargs):
+    """LogSumExp reduction of a scalar formula (output "A = Vi(1)")."""
+    return make_generic(Genred, "LogSumExp", formula, output, aliases, kwargs)
+
+
+def generic_argmin(formula, output, *aliases, **kwargs):
+    """ArgMin reduction (int64 indices)."""
+    return make_generic(Genred, "ArgMin", formula, output, aliases, kwargs)
+
+
+def generic_argkmin(formula, output, *aliases, **kwargs):
+    """ArgKMin reduction: the output alias "A = Vi(K)" gives K; [n, K] int64 indices."""
+    return make_generic(Genred, "ArgKMin", formula, output, aliases, kwargs)

@@ -1,0 +1,164 @@
+"""Autograd for pykmr.torch.Genred: backward builds gradient formulas Grad(F, V, W) and runs them through
+the same Genred, so its result is itself differentiable (create_graph=True, double backward, any order).
+
+Let "own" be the category indexed like the output rows (Vi for axis=1, Vj for axis=0), "other" the
+reduced one. For the formula F and an incoming gradient E (one row per output row), every reduction's
+backward is a weighted sum of F's adjoints over the pairs (i, j):
+
+    dL/dV = sum over the pairs of Grad(F, V, W_ij)
+
+with W_ij a formula of F and own-variables (E, the forward output...). An own variable V gets it by a
+Sum over the reduced index (same axis); an other variable by a Sum over the own index (axis flipped); a
+parameter by a Sum over the reduced index, then summed over the rows.
+
+    Sum                 W = E                                    (F verbatim: hits the precompiled set)
+    LogSumExp           W = E * Exp(F - L)                       L: the forward output
+    LogSumExp, weights  F = Concat(f, g), W = Concat((w|g), w),  w = E * Exp(f - L)
+    SumSoftMaxWeight    F = Concat(f, g), W = Concat(p * ((E|g) - (E|O)), p * E),
+                        p = Exp(f - LogSumExp_j f), O: the forward output
+
+Min, Max, KMin and their _Arg versions carry a gradient on their values: value (i, r, d) is
+F(i, j*)[d] with j* = the selected index, so its gradient is Grad(F, V, E_ird e_d) at the pair (i, j*).
+The forward then also computes the indices (Min_ArgMin instead of Min...). The backward gathers the
+selected pairs into rows (own variables repeated, other variables taken at j* by index_select),
+evaluates Grad(F, V, E) on those rows with every variable declared Vi (a Sum over a single j), and sends
+the rows back: summed per own row, index_add-ed into the other variable, summed for parameters. The
+indices are constants (the gradient is the one of the selected branch: exact away from ties), and
+gather, index_add and the Sum Genred are differentiable, so this too works at any order.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pykmr.common import CATS, to_all_i
+
+
+class GenredFunction(torch.autograd.Function):
+    """forward(routine, device, nx, ny, *args) -> libkmr's raw output [rows, out_dim]."""
+
+    @staticmethod
+    def forward(ctx, routine, device, nx, ny, *args):
+        kind = routine._core.red.kind
+        vals, idx = routine.forward_raw(args, nx, ny, device, indices=kind == "select")
+        ctx.routine = routine
+        ctx.save_for_backward(*args, vals, idx)
+        return vals
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        *args, out, idx = ctx.saved_tensors
+        needs = ctx.needs_input_grad[4:]
+        grads = input_grads(ctx.routine, args, out, idx, grad_out, needs)
+        return (None, None, None, None, *grads)
+
+
+def input_grads(routine, args, out, idx, grad_out, needs):
+    """dL/d(args) from dL/d(raw output); None where no gradient is needed."""
+    core = routine._core
+    if not any(needs):
+        return [None] * len(args)
+    kind, f, f2 = core.red.kind, core.formula, core.formula2
+    if kind in ("select", "both"):
+        return _selected_grads(routine, args, out, idx, grad_out, needs)
+    if kind == "sum":
+        (e,) = core.fresh_names("E")
+        return _pair_grads(routine, args, needs, kind, f, e, [(e, core.dim_f, grad_out)])
+    if kind == "lse" and not f2:
+        e, lse = core.fresh_names("E", "L")
+        w = f"{e}*Exp(({f})-{lse})"
+        return _pair_grads(routine, args, needs, kind, f, w, [(e, 1, grad_out), (lse, 1, out)])
+    d = core.dim_g
+    if kind == "lse":
+        e, lse = core.fresh_names("E", "L")
+        w = f"{e}*Exp(({f})-{lse})"
+        return _pair_grads(routine, args, needs, kind, f"Concat({f},{f2})", f"Concat(({w}|{f2}),{w})",
+                           [(e, d, grad_out), (lse, d, out)])
+    if kind == "ssmw":
+        e, o, lse = core.fresh_names("E", "O", "L")
+        p = f"Exp(({f})-{lse})"
+        w = f"Concat({p}*(({e}|{f2})-({e}|{o})),{p}*{e})"
+        lse_f = _derived(routine, "lse", f, core.aliases, "LogSumExp", core.axis)(*args)
+        return _pair_grads(routine, args, needs, kind, f"Concat({f},{f2})", w,
+                           [(e, d, grad_out), (o, d, out), (lse, 1, lse_f)])
+    raise RuntimeError(f"pykmr: no gradient rule for {core.reduction_op}")  # index reductions: no grad
+
+
+def _derived(routine, key, formula, aliases, reduction, axis):
+    """A Genred built from this one (same class, accumulation options), cached on it."""
+    r = routine._derived.get(key)
+    if r is None:
+        c = routine._core
+        r = type(routine)(formula, aliases, reduction, axis, dtype_acc=c.dtype_acc, sum_scheme=c.sum_scheme)
+        routine._derived[key] = r
+    return r
+
+
+def _pair_grads(routine, args, needs, kind, ftot, w, extras):
+    """Sum over the pairs of Grad(ftot, V, w); extras: (alias name, dim, tensor) of own variables."""
+    core = routine._core
+    own = CATS[core.own_cat]
+    ex_aliases = [f"{name} = {own}({core.nargs + k},{dim})" for k, (name, dim, _) in enumerate(extras)]
+    ex_args = [t for _, _, t in extras]
+    grads = []
+    for p, need in enumerate(needs):
+        if not need:
+            grads.append(None)
+            continue
+        cat = core.args[p][0]
+        axis = 1 - core.axis if cat == 1 - core.own_cat else core.axis
+        r = _derived(routine, (kind, p), f"Grad({ftot},{core.names[p]},{w})", core.aliases + ex_aliases,
+                     "Sum", axis)
+        g = r(*args, *ex_args)
+        grads.append(g.sum(0) if cat == 2 else g)
+    return grads
+
+
+def _selected_grads(routine, args, out, idx, grad_out, needs):
+    """Gradients of Min/Max/KMin values through the selected indices (see the module's doc)."""
+    core = routine._core
+    d, kd = core.dim_f, core.k * core.dim_f
+    if core.red.kind == "both":
+        grad_vals, idx = grad_out[:, :kd], out[:, kd:]
+    else:
+        grad_vals = grad_out
+    n = grad_vals.shape[0]
+    other = 1 - core.own_cat
+    m = next((a.shape[0] for a, (cat, _) in zip(args, core.args) if cat == other), 1)
+    if m == 0 or n == 0:  # nothing selected (values are +-inf) or no output row
+        return [torch.zeros_like(a) if need else None for a, need in zip(args, needs)]
+    grad_vals = grad_vals.reshape(n, kd)
+    idx = idx.detach().reshape(n, kd).long()
+    valid = idx >= 0
+    if not bool(valid.all()):
+        grad_vals, idx = grad_vals * valid, idx.clamp(min=0)
+    flat = idx.reshape(-1)
+    rows = []  # the selected pairs, one per (own row, slot r*D + d)
+    for a, (cat, _) in zip(args, core.args):
+        if cat == 2:
+            rows.append(a)
+        elif cat == other:
+            rows.append(a.index_select(0, flat))
+        else:
+            rows.append(a.repeat_interleave(kd, dim=0) if kd > 1 else a)
+    onehot = torch.eye(d, dtype=grad_vals.dtype, device=grad_vals.device).repeat(core.k, 1)
+    e_rows = (grad_vals.reshape(n, kd, 1) * onehot).reshape(n * kd, d)
+    (e,) = core.fresh_names("E")
+    aliases = [to_all_i(a) for a in core.aliases] + [f"{e} = Vi({core.nargs},{d})"]
+    f = to_all_i(core.formula)
+    grads = []
+    for p, need in enumerate(needs):
+        if not need:
+            grads.append(None)
+            continue
+        cat, dim = core.args[p]
+        r = _derived(routine, ("select", p), f"Grad({f},{to_all_i(core.names[p])},{e})", aliases, "Sum", 1)
+        g = r(*rows, e_rows)
+        if cat == 2:
+            g = g.sum(0)
+        elif cat == other:
+            g = torch.zeros((m, dim), dtype=g.dtype, device=g.device).index_add(0, flat, g)
+        else:
+            g = g.reshape(n, kd, dim).sum(1)
+        grads.append(g)
+    return grads

@@ -1,0 +1,136 @@
+"""pykmr.torch.Genred: checks and converts the arguments, runs the kernel, shapes the output as pykeops."""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+from pykmr.common import (
+    CPU,
+    CUDA_UNAVAILABLE,
+    GenredCore,
+    check_call_options,
+    check_out_shapes,
+    keops_options_to_dtype_acc,
+    launch,
+    postprocess,
+)
+
+
+class Genred:
+    """A generic reduction a_i = Red_j F(p, x_i, y_j), compiled once and reusable with any sizes.
+
+    Args:
+        formula: the formula, in KeOps's language ("Exp(-G*SqDist(X,Y)) * B").
+        aliases: the variables, "X = Vi(3)" (indexed by i), "Y = Vj(3)" (by j), "G = Pm(1)" (parameter);
+            the older "Vx"/"Vy" spelling and explicit positions ("X = Vi(0, 3)") are accepted.
+        reduction_op: Sum, Max, Min, ArgMax, ArgMin, Max_ArgMax, Min_ArgMin, KMin, ArgKMin, KMin_ArgKMin
+            (K = opt_arg), LogSumExp (formula2: optional weights), SumSoftMaxWeight (formula2: the values).
+        axis: 1 reduces over j (one output row per i), 0 over i.
+        dtype_acc, sum_scheme: accumulation type and summation scheme ("auto": libkmr chooses).
+
+    Called as routine(*args, backend="auto", device_id=-1, ranges=None, out=None) with the arguments in
+    the aliases' order: 2-D tensors [n, dim] for i/j-variables, tensors of dim values (or Python numbers)
+    for parameters. Differentiable to any order (see pykmr.torch.autograd).
+    """
+
+    def __init__(self, formula, aliases, reduction_op="Sum", axis=0, opt_arg=None, formula2=None,
+                 dtype_acc="auto", sum_scheme="auto", **keops_options):
+        dtype_acc = keops_options_to_dtype_acc(keops_options, dtype_acc)
+        self._core = GenredCore(formula, aliases, reduction_op, axis, opt_arg, formula2, dtype_acc, sum_scheme)
+        self._companion = None  # values + indices version of Min/Max/KMin, built on the first gradient
+        self._derived = {}  # gradient routines, built on first use (see autograd.py)
+
+    def __repr__(self):
+        return f"pykmr.torch.{self._core.what}"
+
+    def __call__(self, *args, backend="auto", device_id=-1, ranges=None, out=None):
+        from pykmr.torch.autograd import GenredFunction
+
+        core = self._core
+        check_call_options(backend, device_id, ranges)
+        tensors = _convert(core, args)
+        nx, ny = core.check_shapes([t.shape for t in tensors])
+        tensors = [t.reshape(-1) if cat == 2 else t for t, (cat, _) in zip(tensors, core.args)]
+        device = _device(core, tensors, backend, device_id)
+        needs_grad = (torch.is_grad_enabled() and core.red.kind != "index"
+                      and any(t.requires_grad for t in tensors))
+        if needs_grad:
+            if out is not None:
+                raise RuntimeError("pykmr: out= does not support automatic differentiation, but an argument "
+                                   "requires grad")
+            raw = GenredFunction.apply(self, device, nx, ny, *tensors)
+        else:
+            raw = self.forward_raw(tensors, nx, ny, device)[0]
+        result = postprocess(raw, core, lambda a: a.long())
+        if out is None:
+            return result
+        outs, results = check_out_shapes(core, out, result, lambda o: isinstance(o, torch.Tensor))
+        for o, r in zip(outs, results):
+            o.copy_(r)
+        return out
+
+    def forward_raw(self, tensors, nx, ny, device, indices=False):
+        """Runs the kernel: libkmr's raw output [rows, out_dim], and the indices ([rows, K*D] floats) of
+        Min/Max/KMin-like reductions when `indices` (None otherwise)."""
+        core = run = self._core
+        if indices and core.red.kind == "select":
+            if self._companion is None:
+                self._companion = GenredCore(core.formula, core.aliases, core.red.companion, core.axis,
+                                             core.opt_arg, core.formula2, core.dtype_acc, core.sum_scheme)
+            run = self._companion
+        ref = tensors[0] if tensors else torch.empty(0)
+        raw = torch.empty((core.out_rows(nx, ny), run.out_dim), dtype=ref.dtype, device=ref.device)
+        dtype = str(ref.dtype).replace("torch.", "")
+        launch(run, dtype, [t.data_ptr() for t in tensors], nx, ny, raw.data_ptr(), device)
+        if run is not core:
+            return raw[:, : core.out_dim].contiguous(), raw[:, core.out_dim:]
+        if indices and core.red.kind == "both":
+            return raw, raw[:, core.out_dim // 2:]
+        return raw, None
+
+
+def _convert(core, args):
+    """Contiguous tensors of one float dtype; Python numbers (or lists of them) accepted for parameters."""
+    core.check_count(len(args))
+    dtypes, ref = [], None
+    for p, a in enumerate(args):
+        if isinstance(a, torch.Tensor):
+            dtypes.append(str(a.dtype).replace("torch.", ""))
+            ref = a if ref is None else ref
+        elif core.args[p][0] == 2 and _is_numbers(a):
+            dtypes.append(None)
+        elif type(a).__module__ == "numpy":
+            raise TypeError(f"pykmr: {core.labels[p]} is a numpy array: pykmr.torch takes torch tensors "
+                            "(use pykmr.numpy for numpy arrays, or torch.from_numpy)")
+        else:
+            kind = "a torch.Tensor or a number" if core.args[p][0] == 2 else "a torch.Tensor"
+            raise TypeError(f"pykmr: {core.labels[p]} must be {kind}, got {type(a).__name__}")
+    name = core.check_dtypes(dtypes)
+    dtype = getattr(torch, name) if name else torch.get_default_dtype()
+    device = ref.device if ref is not None else torch.device("cpu")
+    return [a.contiguous() if isinstance(a, torch.Tensor) else torch.tensor(a, dtype=dtype, device=device).reshape(-1)
+            for a in args]
+
+
+def _is_numbers(a):
+    def num(v):
+        return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+    return num(a) or (isinstance(a, (list, tuple)) and len(a) > 0 and all(num(v) for v in a))
+
+
+def _device(core, tensors, backend, device_id):
+    """The device of the call. CUDA tensors (and backend='GPU') wait for the CUDA backend (issue 4)."""
+    first = None
+    for p, t in enumerate(tensors):
+        if first is None:
+            first = p
+        elif t.device != tensors[first].device:
+            raise ValueError(f"pykmr: {core.labels[first]} is on {tensors[first].device} but {core.labels[p]} "
+                             f"is on {t.device}; put all arguments on one device")
+    dev = tensors[first].device if first is not None else torch.device("cpu")
+    if dev.type != "cpu" or backend.startswith("GPU"):
+        raise RuntimeError(CUDA_UNAVAILABLE)
+    return CPU

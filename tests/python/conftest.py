@@ -1,0 +1,32 @@
+"""Test session setup: a private JIT cache folder (set before pykmr is imported) and a printed seed."""
+
+import os
+import shutil
+import tempfile
+import zlib
+
+import pytest
+
+# KMR_TEST_CACHE_DIR keeps compiled formulas between runs (development); by default each session gets an
+# empty temporary cache, so that the suite tests the JIT too.
+_OWN_CACHE = "KMR_TEST_CACHE_DIR" not in os.environ
+CACHE_DIR = os.environ.get("KMR_TEST_CACHE_DIR") or tempfile.mkdtemp(prefix="pykmr-test-cache-")
+os.environ["KMR_CACHE_DIR"] = CACHE_DIR
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE:
+        shutil.rmtree(CACHE_DIR, ignore_errors=True)
+
+
+@pytest.fixture
+def seed(request):
+    """Seeds torch and numpy; the seed is printed (shown with a failure). KMR_TEST_SEED overrides it."""
+    import numpy as np
+    import torch
+
+    value = int(os.environ.get("KMR_TEST_SEED", zlib.crc32(request.node.nodeid.encode()) % 2**31))
+    print(f"seed = {value} (rerun with KMR_TEST_SEED={value})")
+    torch.manual_seed(value)
+    np.random.seed(value)
+    return value
