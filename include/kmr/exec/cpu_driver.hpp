@@ -93,10 +93,14 @@ struct Layout {
 };
 
 // Rows evaluated together on each pack of j (register blocking): each loaded
-// j value is used G times. Fewer for formulas with many outputs or i inputs.
+// j value is used G times. Fewer for formulas with many outputs.
 template <class F>
 constexpr int rows_per_group() {
-  return (F::DIM > 4 || Layout<F>::I.ncomp > 8) ? 2 : 4;
+#ifdef KMR_ROWS_PER_GROUP
+  return KMR_ROWS_PER_GROUP;
+#else
+  return F::DIM > 4 ? 2 : 4;
+#endif
 }
 
 template <int... R, class Fn>
@@ -114,10 +118,10 @@ struct CpuRun {
   static constexpr int LN = P::size;
   static constexpr int G = rows_per_group<F>();
   static constexpr bool BLOCK = SCHEME == SCHEME_BLOCK;
-  // States initialised and flushed per block (else: per super-block, or once per range).
-  static constexpr bool BLOCK_STATES = PR::LEVEL == FLUSH_BLOCK && BLOCK;
-  static constexpr bool SUPER_STATES = PR::LEVEL == FLUSH_SUPER;
-  static constexpr bool RANGE_STATES = !BLOCK_STATES && !SUPER_STATES;
+  // Sum-like states see block_end after each block of j under SCHEME_BLOCK.
+  static constexpr bool BLOCK_ENDS = PR::SUM_LIKE && BLOCK;
+  // States live over the task's whole range of j (else: one super-block).
+  static constexpr bool RANGE_STATES = PR::LEVEL == FLUSH_RANGE || (PR::SUM_LIKE && !BLOCK);
 
   Red red;
   const T* args[L::NV1];
@@ -149,10 +153,10 @@ struct CpuRun {
   }
 
   // Rows [i, i + GG) over the j of one tile [t0, t1), super-block starting at sb.
-  // States come from and go back to st; BLOCK_STATES flush into super.
+  // States come from and go back to st_mem.
   template <int GG>
   KMR_FLATTEN void group(const PR& pr, int64_t i, int64_t t0, int64_t t1, int64_t sb, State* st_mem,
-                         const RowSlots<TA>* super, const P* pv) const {
+                         const P* pv) const {
     P iv[GG][L::NIC1];
     for (int r = 0; r < GG; ++r)
       for (int q = 0; q < L::I.n; ++q) {
@@ -163,8 +167,6 @@ struct CpuRun {
     for (int r = 0; r < GG; ++r) st[r] = st_mem[r];
     for (int64_t jb = t0; jb < t1; jb += BLOCK_J) {
       const int64_t jb1 = jb + BLOCK_J < t1 ? jb + BLOCK_J : t1;
-      if constexpr (BLOCK_STATES)
-        for (int r = 0; r < GG; ++r) pr.init(st[r], super[r]);
       int64_t j = jb;
       P jrel = P::iota(T(jb - sb));
       for (; j + LN <= jb1; j += LN) {
@@ -173,8 +175,8 @@ struct CpuRun {
       }
       if (j < jb1)  // the last j of the range: lanes past it masked out
         for (int r = 0; r < GG; ++r) step<1, true>(pr, st + r, iv + r, pv, j, jrel, int(jb1 - j));
-      if constexpr (BLOCK_STATES)
-        for (int r = 0; r < GG; ++r) pr.flush(st[r], super[r].acc, super[r].idx, sb);
+      if constexpr (BLOCK_ENDS)
+        for (int r = 0; r < GG; ++r) pr.block_end(st[r]);
     }
     for (int r = 0; r < GG; ++r) st_mem[r] = st[r];
   }
@@ -185,16 +187,15 @@ struct CpuRun {
     const int64_t j0 = chunk * j_per_chunk, j1 = j0 + j_per_chunk < ny ? j0 + j_per_chunk : ny;
     const int64_t R = chunk_rows;
     const PR pr{red};
-    // Per row of a chunk: its accumulator, the super-block one, scratch for the reducer, its state.
+    // Per row of a chunk: its accumulator, two scratch ones for the reducer, its state.
     std::vector<TA> acc(std::size_t(3 * R * acc_dim));
     std::vector<long long> idx(std::size_t(3 * R * idx_dim));
     std::vector<State> states(static_cast<std::size_t>(R));
-    std::vector<RowSlots<TA>> rows(static_cast<std::size_t>(R)), supers(static_cast<std::size_t>(R));
+    std::vector<RowSlots<TA>> rows(static_cast<std::size_t>(R));
     for (int64_t r = 0; r < R; ++r) {
       TA* a = acc.data() + 3 * r * acc_dim;
       long long* x = idx.data() + 3 * r * idx_dim;
-      rows[r] = {a, x, a + 2 * acc_dim, x + 2 * idx_dim};
-      supers[r] = {a + acc_dim, x + idx_dim, a + 2 * acc_dim, x + 2 * idx_dim};
+      rows[r] = {a, x, a + acc_dim, x + idx_dim, a + 2 * acc_dim, x + 2 * idx_dim};
     }
     P pv[L::NPC1];
     for (int q = 0; q < L::P.n; ++q) {
@@ -209,20 +210,16 @@ struct CpuRun {
         for (int64_t r = 0; r < nr; ++r) pr.init(states[r], rows[r]);
       for (int64_t sb = j0; sb < j1; sb += SUPER_J) {
         const int64_t sb1 = sb + SUPER_J < j1 ? sb + SUPER_J : j1;
-        if constexpr (BLOCK_STATES)
-          for (int64_t r = 0; r < nr; ++r) red.init(supers[r].acc, supers[r].idx);
-        if constexpr (SUPER_STATES)
+        if constexpr (!RANGE_STATES)
           for (int64_t r = 0; r < nr; ++r) pr.init(states[r], rows[r]);
         for (int64_t t0 = sb; t0 < sb1; t0 += tile_j) {
           const int64_t t1 = t0 + tile_j < sb1 ? t0 + tile_j : sb1;
           int64_t r = 0;
-          for (; r + G <= nr; r += G) group<G>(pr, c0 + r, t0, t1, sb, &states[r], &supers[r], pv);
-          for (; r < nr; ++r) group<1>(pr, c0 + r, t0, t1, sb, &states[r], &supers[r], pv);
+          for (; r + G <= nr; r += G) group<G>(pr, c0 + r, t0, t1, sb, &states[r], pv);
+          for (; r < nr; ++r) group<1>(pr, c0 + r, t0, t1, sb, &states[r], pv);
         }
-        if constexpr (SUPER_STATES)
+        if constexpr (!RANGE_STATES)
           for (int64_t r = 0; r < nr; ++r) pr.flush(states[r], rows[r].acc, rows[r].idx, sb);
-        if constexpr (BLOCK_STATES)
-          for (int64_t r = 0; r < nr; ++r) red.merge(rows[r].acc, rows[r].idx, supers[r].acc, supers[r].idx);
       }
       if constexpr (RANGE_STATES)
         for (int64_t r = 0; r < nr; ++r) pr.flush(states[r], rows[r].acc, rows[r].idx, j0);

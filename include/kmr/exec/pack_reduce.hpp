@@ -7,10 +7,13 @@
 // lane, j only grows, so "ties go to the smaller index" is decided per lane
 // by a strict comparison and across lanes by the reduction's own order.
 //
-//   LEVEL       when the driver initialises and flushes the states
-//   FLUSH_BLOCK sum-like: per block of j (SCHEME_BLOCK), once per range (DIRECT)
-//   FLUSH_SUPER per super-block (lane indices are relative to it, exact in T)
-//   FLUSH_NONE  writes into the row's accumulator directly (KMin)
+// The driver calls init and flush once per super-block of j (LEVEL
+// FLUSH_SUPER), or once per range of j (FLUSH_RANGE: KMin, which writes into
+// the row's accumulator directly, and the sum-like reducers under
+// SCHEME_DIRECT). Sum-like reducers (Sum, LogSumExp...) keep two lane-wise
+// levels, a block sum and a super-block sum, and under SCHEME_BLOCK the
+// driver calls block_end after each block of j: the block scheme of
+// cpu_driver.hpp, lane by lane.
 //
 // Reductions without a vectorised reducer, and accumulators of another type
 // than the data, use PackFallback: lanes unpacked, accumulated in j order.
@@ -32,34 +35,38 @@ struct RedTraits<R<TA, D>> {
   static constexpr int DIMF = D;
 };
 
-enum PackFlush : int { FLUSH_BLOCK = 0, FLUSH_SUPER = 1, FLUSH_NONE = 2 };
+enum PackFlush : int { FLUSH_SUPER = 0, FLUSH_RANGE = 1 };
 
-// Where a reducer may keep scalar accumulators: the row's, and scratch space (acc_dim, idx_dim).
+// Scalar accumulators of one row (acc_dim, idx_dim each): the row's own, and two scratch ones.
 template <class TA>
 struct RowSlots {
   TA* acc;
   long long* idx;
-  TA* scratch_acc;
-  long long* scratch_idx;
+  TA* sup_acc;
+  long long* sup_idx;
+  TA* blk_acc;
+  long long* blk_idx;
 };
 
-// Any reduction: lanes unpacked into the scalar accumulate, in j order.
+// Any reduction: lanes unpacked into the scalar accumulate, in j order, into
+// a block accumulator merged into a super-block one (the scalar block scheme).
 template <class Red, class T>
 struct PackFallback {
   using P = simd::Pack<T>;
   using TA = typename RedTraits<Red>::acc_type;
   static constexpr int L = P::size;
   static constexpr int DIMF = RedTraits<Red>::DIMF;
-  static constexpr int LEVEL = FLUSH_BLOCK;
+  static constexpr bool SUM_LIKE = true;
+  static constexpr int LEVEL = FLUSH_SUPER;
   struct State {
-    TA* acc;
-    long long* idx;
+    TA *acc, *sup;
+    long long *idx, *sup_idx;
   };
   const Red& rd;
   KMR_INLINE void init(State& s, const RowSlots<TA>& r) const {
-    s.acc = r.scratch_acc;
-    s.idx = r.scratch_idx;
+    s = {r.blk_acc, r.sup_acc, r.blk_idx, r.sup_idx};
     rd.init(s.acc, s.idx);
+    rd.init(s.sup, s.sup_idx);
   }
   template <bool MASKED>
   KMR_INLINE void add(State& s, const P* f, P, long long jabs, int nvalid) const {
@@ -72,21 +79,29 @@ struct PackFallback {
       rd.template accumulate<T>(s.acc, s.idx, fl, jabs + l);
     }
   }
-  KMR_INLINE void flush(State& s, TA* acc, long long* idx, long long) const { rd.merge(acc, idx, s.acc, s.idx); }
+  KMR_INLINE void block_end(State& s) const {
+    rd.merge(s.sup, s.sup_idx, s.acc, s.idx);
+    rd.init(s.acc, s.idx);
+  }
+  KMR_INLINE void flush(State& s, TA* acc, long long* idx, long long) const {
+    rd.merge(s.sup, s.sup_idx, s.acc, s.idx);
+    rd.merge(acc, idx, s.sup, s.sup_idx);
+  }
 };
 
-// Sum: lane-wise partial sums; a flush adds the sum of the lanes.
+// Sum: lane-wise block sums s and super-block sums t; a flush adds the sum of the lanes.
 template <class Red, class T>
 struct PackSum {
   using P = simd::Pack<T>;
   static constexpr int DIMF = RedTraits<Red>::DIMF;
-  static constexpr int LEVEL = FLUSH_BLOCK;
+  static constexpr bool SUM_LIKE = true;
+  static constexpr int LEVEL = FLUSH_SUPER;
   struct State {
-    P s[DIMF];
+    P s[DIMF], t[DIMF];
   };
   const Red& rd;
   KMR_INLINE void init(State& st, const RowSlots<T>&) const {
-    for (int d = 0; d < DIMF; ++d) st.s[d] = P(T(0));
+    for (int d = 0; d < DIMF; ++d) st.s[d] = st.t[d] = P(T(0));
   }
   template <bool MASKED>
   KMR_INLINE void add(State& st, const P* f, P, long long, int nvalid) const {
@@ -97,8 +112,11 @@ struct PackSum {
       for (int d = 0; d < DIMF; ++d) st.s[d] += f[d];
     }
   }
+  KMR_INLINE void block_end(State& st) const {
+    for (int d = 0; d < DIMF; ++d) st.t[d] += st.s[d], st.s[d] = P(T(0));
+  }
   KMR_INLINE void flush(State& st, T* acc, long long*, long long) const {
-    for (int d = 0; d < DIMF; ++d) acc[d] += simd::hsum(st.s[d]);
+    for (int d = 0; d < DIMF; ++d) acc[d] += simd::hsum(st.t[d] + st.s[d]);
   }
 };
 
@@ -108,7 +126,8 @@ struct PackKahan {
   using P = simd::Pack<T>;
   static constexpr int L = P::size;
   static constexpr int DIMF = RedTraits<Red>::DIMF;
-  static constexpr int LEVEL = FLUSH_BLOCK;
+  static constexpr bool SUM_LIKE = true;
+  static constexpr int LEVEL = FLUSH_SUPER;
   struct State {
     P s[DIMF], c[DIMF];
   };
@@ -128,6 +147,7 @@ struct PackKahan {
       st.s[d] = t;
     }
   }
+  KMR_INLINE void block_end(State&) const {}
   KMR_INLINE void flush(State& st, T* acc, long long* idx, long long) const {
     alignas(64) T s[DIMF][L], c[DIMF][L];
     for (int d = 0; d < DIMF; ++d) st.s[d].store(s[d]), st.c[d].store(c[d]);
@@ -146,6 +166,7 @@ struct PackMinMax {
   using P = simd::Pack<T>;
   static constexpr int L = P::size;
   static constexpr int DIMF = RedTraits<Red>::DIMF;
+  static constexpr bool SUM_LIKE = false;
   static constexpr int LEVEL = FLUSH_SUPER;
   struct State {
     P best[DIMF];
@@ -173,6 +194,7 @@ struct PackMinMax {
       if constexpr (HAS_IDX) st.arg[d] = select(win, jrel, st.arg[d]);
     }
   }
+  KMR_INLINE void block_end(State&) const {}
   KMR_INLINE void flush(State& st, T* acc, long long* idx, long long jbase) const {
     alignas(64) T b[L], a[L];
     for (int d = 0; d < DIMF; ++d) {
@@ -199,7 +221,8 @@ struct PackKMin {
   using P = simd::Pack<T>;
   static constexpr int L = P::size;
   static constexpr int DIMF = RedTraits<Red>::DIMF;
-  static constexpr int LEVEL = FLUSH_NONE;
+  static constexpr bool SUM_LIKE = false;
+  static constexpr int LEVEL = FLUSH_RANGE;
   struct State {
     T* acc;
     long long* idx;
@@ -223,26 +246,29 @@ struct PackKMin {
       for (int l = 0; l < n; ++l) rd.insert(st.acc, st.idx, d, x[l], jabs + l);
     }
   }
+  KMR_INLINE void block_end(State&) const {}
   KMR_INLINE void flush(State&, T*, long long*, long long) const {}
 };
 
-// LogSumExp family: per lane a running max m and sums s_q shifted by it.
-// NS sums; weight q of an element: 1 (LogSumExp), f[1 + q] (weighted) or
-// 1 then f[1 + q] (SumSoftMaxWeight: denominator, then numerators).
+// LogSumExp family: per lane a running max m, and sums shifted by it (block
+// sums s, super-block sums t). NS sums; weight q of an element: 1
+// (LogSumExp), f[1 + q] (weighted) or 1 then f[1 + q] (SumSoftMaxWeight:
+// denominator, then numerators).
 template <class Red, class T, int NS, int WSHIFT>
 struct PackLse {
   using P = simd::Pack<T>;
   static constexpr int L = P::size;
   static constexpr int DIMF = RedTraits<Red>::DIMF;
-  static constexpr int LEVEL = FLUSH_BLOCK;
+  static constexpr bool SUM_LIKE = true;
+  static constexpr int LEVEL = FLUSH_SUPER;
   struct State {
     P m;
-    P s[NS];
+    P s[NS], t[NS];
   };
   const Red& rd;
   KMR_INLINE void init(State& st, const RowSlots<T>&) const {
     st.m = P(-red::inf<T>());
-    for (int q = 0; q < NS; ++q) st.s[q] = P(T(0));
+    for (int q = 0; q < NS; ++q) st.s[q] = st.t[q] = P(T(0));
   }
   // weight q: 1 when q < WSHIFT, else f[1 + q - WSHIFT]
   KMR_INLINE static P weight(const P* f, int q) { return q < WSHIFT ? P(T(1)) : f[1 + q - WSHIFT]; }
@@ -261,12 +287,15 @@ struct PackLse {
     if (simd::any(gt)) {  // new max in some lanes: rescale their sums (exp(-inf) = 0 when empty)
       const P mn = select(gt, x, st.m);
       const P c = select(gt, vexp(st.m - mn), one);
-      for (int q = 0; q < NS; ++q) st.s[q] *= c;
+      for (int q = 0; q < NS; ++q) st.s[q] *= c, st.t[q] *= c;
       st.m = mn;
     }
     // exp(x - m): 1 when x == m (also +inf), 0 for x = -inf, NaN for NaN x
     const P e = select(x == ninf, zero, select(x == st.m, one, vexp(x - st.m)));
     for (int q = 0; q < NS; ++q) st.s[q] += e * w[q];
+  }
+  KMR_INLINE void block_end(State& st) const {
+    for (int q = 0; q < NS; ++q) st.t[q] += st.s[q], st.s[q] = P(T(0));
   }
   // Lanes combined around their largest max, then merged as one partial result.
   KMR_INLINE void flush(State& st, T* acc, long long* idx, long long) const {
@@ -275,7 +304,7 @@ struct PackLse {
     const P c = select(st.m == Mp, P(T(1)), vexp(st.m - Mp));
     T part[1 + NS];
     part[0] = M;
-    for (int q = 0; q < NS; ++q) part[1 + q] = simd::hsum(st.s[q] * c);
+    for (int q = 0; q < NS; ++q) part[1 + q] = simd::hsum((st.t[q] + st.s[q]) * c);
     rd.merge(acc, idx, part, nullptr);
   }
 };
