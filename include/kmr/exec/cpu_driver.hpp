@@ -154,15 +154,18 @@ struct CpuRun {
 
   // Rows [i, i + GG) over the j of one tile [t0, t1), super-block starting at sb.
   // States come from and go back to st_mem.
+  // Rows past ilast (the last row of the chunk) repeat it, with states of their own that are never read.
   template <int GG>
-  KMR_FLATTEN void group(const PR& pr, int64_t i, int64_t t0, int64_t t1, int64_t sb, State* st_mem,
+  KMR_FLATTEN void group(const PR& pr, int64_t i, int64_t ilast, int64_t t0, int64_t t1, int64_t sb, State* st_mem,
                          const P* pv) const {
     P iv[GG][L::NIC1];
-    for (int r = 0; r < GG; ++r)
+    for (int r = 0; r < GG; ++r) {
+      const int64_t ir = i + r < ilast ? i + r : ilast;
       for (int q = 0; q < L::I.n; ++q) {
         const int p = L::I.pos[q];
-        for (int c = 0; c < L::tab.dim[p]; ++c) iv[r][L::I.off[p] + c] = P(args[p][(i + r) * L::tab.dim[p] + c]);
+        for (int c = 0; c < L::tab.dim[p]; ++c) iv[r][L::I.off[p] + c] = P(args[p][ir * L::tab.dim[p] + c]);
       }
+    }
     State st[GG];
     for (int r = 0; r < GG; ++r) st[r] = st_mem[r];
     for (int64_t jb = t0; jb < t1; jb += BLOCK_J) {
@@ -187,12 +190,14 @@ struct CpuRun {
     const int64_t j0 = chunk * j_per_chunk, j1 = j0 + j_per_chunk < ny ? j0 + j_per_chunk : ny;
     const int64_t R = chunk_rows;
     const PR pr{red};
-    // Per row of a chunk: its accumulator, two scratch ones for the reducer, its state.
-    std::vector<TA> acc(std::size_t(3 * R * acc_dim));
-    std::vector<long long> idx(std::size_t(3 * R * idx_dim));
-    std::vector<State> states(static_cast<std::size_t>(R));
-    std::vector<RowSlots<TA>> rows(static_cast<std::size_t>(R));
-    for (int64_t r = 0; r < R; ++r) {
+    // Per row of a chunk (and up to G - 1 rows more, that fill the last group): its accumulator,
+    // two scratch ones for the reducer, its state.
+    const int64_t RG = R + G - 1;
+    std::vector<TA> acc(std::size_t(3 * RG * acc_dim));
+    std::vector<long long> idx(std::size_t(3 * RG * idx_dim));
+    std::vector<State> states(static_cast<std::size_t>(RG));
+    std::vector<RowSlots<TA>> rows(static_cast<std::size_t>(RG));
+    for (int64_t r = 0; r < RG; ++r) {
       TA* a = acc.data() + 3 * r * acc_dim;
       long long* x = idx.data() + 3 * r * idx_dim;
       rows[r] = {a, x, a + acc_dim, x + idx_dim, a + 2 * acc_dim, x + 2 * idx_dim};
@@ -205,18 +210,17 @@ struct CpuRun {
 
     for (int64_t c0 = i0; c0 < i1; c0 += R) {
       const int64_t nr = c0 + R < i1 ? R : i1 - c0;
-      for (int64_t r = 0; r < nr; ++r) red.init(rows[r].acc, rows[r].idx);
+      const int64_t ng = ceil_div(nr, G) * G;  // rows in groups, the last one filled up
+      for (int64_t r = 0; r < ng; ++r) red.init(rows[r].acc, rows[r].idx);
       if constexpr (RANGE_STATES)
-        for (int64_t r = 0; r < nr; ++r) pr.init(states[r], rows[r]);
+        for (int64_t r = 0; r < ng; ++r) pr.init(states[r], rows[r]);
       for (int64_t sb = j0; sb < j1; sb += SUPER_J) {
         const int64_t sb1 = sb + SUPER_J < j1 ? sb + SUPER_J : j1;
         if constexpr (!RANGE_STATES)
-          for (int64_t r = 0; r < nr; ++r) pr.init(states[r], rows[r]);
+          for (int64_t r = 0; r < ng; ++r) pr.init(states[r], rows[r]);
         for (int64_t t0 = sb; t0 < sb1; t0 += tile_j) {
           const int64_t t1 = t0 + tile_j < sb1 ? t0 + tile_j : sb1;
-          int64_t r = 0;
-          for (; r + G <= nr; r += G) group<G>(pr, c0 + r, t0, t1, sb, &states[r], pv);
-          for (; r < nr; ++r) group<1>(pr, c0 + r, t0, t1, sb, &states[r], pv);
+          for (int64_t r = 0; r < nr; r += G) group<G>(pr, c0 + r, c0 + nr - 1, t0, t1, sb, &states[r], pv);
         }
         if constexpr (!RANGE_STATES)
           for (int64_t r = 0; r < nr; ++r) pr.flush(states[r], rows[r].acc, rows[r].idx, sb);
@@ -299,8 +303,8 @@ int run_cpu_impl(const kmr_kernel_call* call) {
   // Rows of a chunk (a multiple of the register group when it can), j of a tile (a power-of-two number of blocks).
   int64_t R = int64_t(CHUNK_ACC_BYTES / (3 * row_bytes + sizeof(typename Run::State)));
   R = R > MAX_CHUNK_ROWS ? MAX_CHUNK_ROWS : R;
-  if (R >= Run::G) R -= R % Run::G;
-  run.chunk_rows = R < 1 ? 1 : R;
+  R -= R % Run::G;
+  run.chunk_rows = R < Run::G ? Run::G : R;
   run.tile_j = BLOCK_J;
   const std::size_t j_bytes = std::size_t(L::J.ncomp > 0 ? L::J.ncomp : 1) * sizeof(T);
   while (run.tile_j < SUPER_J && std::size_t(2 * run.tile_j) * j_bytes <= TILE_J_BYTES) run.tile_j *= 2;
