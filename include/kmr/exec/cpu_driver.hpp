@@ -108,12 +108,14 @@ KMR_INLINE void unroll(std::integer_sequence<int, R...>, Fn&& fn) {
   (fn(std::integral_constant<int, R>()), ...);
 }
 
-template <class F, class Red, class T, int SCHEME>
+// A is the instruction set of the packs (simd::Arch of the translation unit): part of
+// every symbol name, so that kernels compiled for different ones never share code.
+template <class F, class Red, class T, int SCHEME, class A>
 struct CpuRun {
   using L = Layout<F>;
   using TA = typename RedTraits<Red>::acc_type;
-  using P = simd::Pack<T>;
-  using PR = typename PackReducerOf<Red, T>::type;
+  using P = simd::Pack<T, A>;
+  using PR = typename PackReducerOf<Red, P>::type;
   using State = typename PR::State;
   static constexpr int LN = P::size;
   static constexpr int G = rows_per_group<F>();
@@ -135,9 +137,10 @@ struct CpuRun {
   long long* part_idx;  // [jchunks][nx][idx_dim]
   std::atomic<int> failed{0};
 
-  // One pack of j (from j, lanes < nvalid when MASKED) against the GG rows of iv:
-  // evaluates F on it and feeds each row's state.
-  template <int GG, bool MASKED>
+  // One pack of j (from j; lanes l < nvalid hold real j, the last pack of the range may have fewer)
+  // against the GG rows of iv: evaluates F on it and feeds each row's state. The formula is
+  // instantiated once; only the reducers' add has a masked version.
+  template <int GG>
   KMR_INLINE void step(const PR& pr, State* st, const P (*iv)[L::NIC1], const P* pv, int64_t j, P jrel,
                        int nvalid) const {
     P jv[L::NJC1];
@@ -148,12 +151,14 @@ struct CpuRun {
         v[p] = L::tab.cat[p] == CAT_I ? iv[r] + L::I.off[p] : L::tab.cat[p] == CAT_J ? jv + L::J.off[p] : pv + L::P.off[p];
       P f[F::DIM];
       F::template eval<P>(f, v);
-      pr.template add<MASKED>(st[r], f, jrel, static_cast<long long>(j), nvalid);
+      if (nvalid == LN) {
+        pr.template add<false>(st[r], f, jrel, static_cast<long long>(j), LN);
+      } else {
+        pr.template add<true>(st[r], f, jrel, static_cast<long long>(j), nvalid);
+      }
     });
   }
 
-  // Rows [i, i + GG) over the j of one tile [t0, t1), super-block starting at sb.
-  // States come from and go back to st_mem.
   // Rows past ilast (the last row of the chunk) repeat it, with states of their own that are never read.
   template <int GG>
   KMR_FLATTEN void group(const PR& pr, int64_t i, int64_t ilast, int64_t t0, int64_t t1, int64_t sb, State* st_mem,
@@ -170,14 +175,11 @@ struct CpuRun {
     for (int r = 0; r < GG; ++r) st[r] = st_mem[r];
     for (int64_t jb = t0; jb < t1; jb += BLOCK_J) {
       const int64_t jb1 = jb + BLOCK_J < t1 ? jb + BLOCK_J : t1;
-      int64_t j = jb;
       P jrel = P::iota(T(jb - sb));
-      for (; j + LN <= jb1; j += LN) {
-        step<GG, false>(pr, st, iv, pv, j, jrel, LN);
+      for (int64_t j = jb; j < jb1; j += LN) {
+        step<GG>(pr, st, iv, pv, j, jrel, jb1 - j < LN ? int(jb1 - j) : LN);
         jrel += P(T(LN));
       }
-      if (j < jb1)  // the last j of the range: lanes past it masked out
-        for (int r = 0; r < GG; ++r) step<1, true>(pr, st + r, iv + r, pv, j, jrel, int(jb1 - j));
       if constexpr (BLOCK_ENDS)
         for (int r = 0; r < GG; ++r) pr.block_end(st[r]);
     }
@@ -253,10 +255,10 @@ struct CpuRun {
   }
 };
 
-template <class F, class Red, class T, int SCHEME>
+template <class F, class Red, class T, int SCHEME, class A>
 int run_cpu_impl(const kmr_kernel_call* call) {
   using L = Layout<F>;
-  using Run = CpuRun<F, Red, T, SCHEME>;
+  using Run = CpuRun<F, Red, T, SCHEME, A>;
   using TA = typename Run::TA;
   static_assert(RedTraits<Red>::DIMF == F::DIM, "kmr: reduction instantiated with another dim than the formula's");
 
@@ -370,14 +372,16 @@ int run_cpu_impl(const kmr_kernel_call* call) {
 // Runs Red (instantiated with its TA and F::DIM) of formula F over j, value type T.
 // Returns 0 (KERNEL_OK) or a CpuKernelStatus; never throws. ny = 0 gives the
 // finalized empty accumulator: Sum 0, Min +inf, Max -inf, Arg* -1, KMin +inf
-// with index -1, LogSumExp -inf, SumSoftMaxWeight NaN.
-template <class F, class Red, class T, int SCHEME = SCHEME_BLOCK>
+// with index -1, LogSumExp -inf, SumSoftMaxWeight NaN. A: the instruction set
+// of the packs, by default the widest this translation unit is compiled for
+// (part of the symbol name: see CpuRun).
+template <class F, class Red, class T, int SCHEME = SCHEME_BLOCK, class A = simd::Arch>
 int run_cpu(const kmr_kernel_call* call) {
-  return cpu_detail::run_cpu_impl<F, Red, T, SCHEME>(call);
+  return cpu_detail::run_cpu_impl<F, Red, T, SCHEME, A>(call);
 }
 
 // The kernel as a kmr_kernel_fn, for tables of precompiled kernels.
-template <class F, class Red, class T, int SCHEME = SCHEME_BLOCK>
-inline constexpr kmr_kernel_fn kernel_entry = &run_cpu<F, Red, T, SCHEME>;
+template <class F, class Red, class T, int SCHEME = SCHEME_BLOCK, class A = simd::Arch>
+inline constexpr kmr_kernel_fn kernel_entry = &run_cpu<F, Red, T, SCHEME, A>;
 
 }  // namespace kmr

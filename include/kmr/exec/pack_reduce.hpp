@@ -50,9 +50,9 @@ struct RowSlots {
 
 // Any reduction: lanes unpacked into the scalar accumulate, in j order, into
 // a block accumulator merged into a super-block one (the scalar block scheme).
-template <class Red, class T>
+template <class Red, class P>
 struct PackFallback {
-  using P = simd::Pack<T>;
+  using T = typename P::value_type;
   using TA = typename RedTraits<Red>::acc_type;
   static constexpr int L = P::size;
   static constexpr int DIMF = RedTraits<Red>::DIMF;
@@ -90,9 +90,9 @@ struct PackFallback {
 };
 
 // Sum: lane-wise block sums s and super-block sums t; a flush adds the sum of the lanes.
-template <class Red, class T>
+template <class Red, class P>
 struct PackSum {
-  using P = simd::Pack<T>;
+  using T = typename P::value_type;
   static constexpr int DIMF = RedTraits<Red>::DIMF;
   static constexpr bool SUM_LIKE = true;
   static constexpr int LEVEL = FLUSH_SUPER;
@@ -106,7 +106,7 @@ struct PackSum {
   template <bool MASKED>
   KMR_INLINE void add(State& st, const P* f, P, long long, int nvalid) const {
     if constexpr (MASKED) {
-      const auto m = simd::first_lanes<T>(nvalid);
+      const auto m = P::first_lanes(nvalid);
       for (int d = 0; d < DIMF; ++d) st.s[d] += select(m, f[d], P(T(0)));
     } else {
       for (int d = 0; d < DIMF; ++d) st.s[d] += f[d];
@@ -121,9 +121,9 @@ struct PackSum {
 };
 
 // Kahan sum, lane-wise; a flush merges each lane's (s, c) with the reduction's merge.
-template <class Red, class T>
+template <class Red, class P>
 struct PackKahan {
-  using P = simd::Pack<T>;
+  using T = typename P::value_type;
   static constexpr int L = P::size;
   static constexpr int DIMF = RedTraits<Red>::DIMF;
   static constexpr bool SUM_LIKE = true;
@@ -139,7 +139,7 @@ struct PackKahan {
   KMR_INLINE void add(State& st, const P* f, P, long long, int nvalid) const {
     for (int d = 0; d < DIMF; ++d) {
       P x = f[d];
-      if constexpr (MASKED) x = select(simd::first_lanes<T>(nvalid), x, P(T(0)));
+      if constexpr (MASKED) x = select(P::first_lanes(nvalid), x, P(T(0)));
       const P y = x - st.c[d];
       const P t = st.s[d] + y;
       const P c = (t - st.s[d]) - y;
@@ -161,9 +161,9 @@ struct PackKahan {
 
 // Min, Max and their arg versions: best value per lane, and its index
 // relative to the super-block (exact in T) when the reduction keeps indices.
-template <class Red, class T, bool IS_MAX, bool HAS_IDX>
+template <class Red, class P, bool IS_MAX, bool HAS_IDX>
 struct PackMinMax {
-  using P = simd::Pack<T>;
+  using T = typename P::value_type;
   static constexpr int L = P::size;
   static constexpr int DIMF = RedTraits<Red>::DIMF;
   static constexpr bool SUM_LIKE = false;
@@ -189,7 +189,7 @@ struct PackMinMax {
       } else {
         win = win || simd::isnan(x);
       }
-      if constexpr (MASKED) win = win && simd::first_lanes<T>(nvalid);
+      if constexpr (MASKED) win = win && P::first_lanes(nvalid);
       st.best[d] = select(win, x, b);
       if constexpr (HAS_IDX) st.arg[d] = select(win, jrel, st.arg[d]);
     }
@@ -216,9 +216,9 @@ struct PackMinMax {
 
 // KMin family: a pack is compared with the row's current K-th value; only
 // lanes that may enter the list (x <= K-th, or NaN) are inserted, in j order.
-template <class Red, class T>
+template <class Red, class P>
 struct PackKMin {
-  using P = simd::Pack<T>;
+  using T = typename P::value_type;
   static constexpr int L = P::size;
   static constexpr int DIMF = RedTraits<Red>::DIMF;
   static constexpr bool SUM_LIKE = false;
@@ -238,7 +238,7 @@ struct PackKMin {
     if (K == 0) return;
     for (int d = 0; d < DIMF; ++d) {
       auto cand = !(f[d] > P(st.acc[(K - 1) * DIMF + d]));
-      if constexpr (MASKED) cand = cand && simd::first_lanes<T>(nvalid);
+      if constexpr (MASKED) cand = cand && P::first_lanes(nvalid);
       if (!simd::any(cand)) continue;
       alignas(64) T x[L];
       f[d].store(x);
@@ -254,9 +254,9 @@ struct PackKMin {
 // sums s, super-block sums t). NS sums; weight q of an element: 1
 // (LogSumExp), f[1 + q] (weighted) or 1 then f[1 + q] (SumSoftMaxWeight:
 // denominator, then numerators).
-template <class Red, class T, int NS, int WSHIFT>
+template <class Red, class P, int NS, int WSHIFT>
 struct PackLse {
-  using P = simd::Pack<T>;
+  using T = typename P::value_type;
   static constexpr int L = P::size;
   static constexpr int DIMF = RedTraits<Red>::DIMF;
   static constexpr bool SUM_LIKE = true;
@@ -279,7 +279,7 @@ struct PackLse {
     P w[NS];
     for (int q = 0; q < NS; ++q) w[q] = weight(f, q);
     if constexpr (MASKED) {
-      const auto m = simd::first_lanes<T>(nvalid);
+      const auto m = P::first_lanes(nvalid);
       x = select(m, x, ninf);
       for (int q = 0; q < NS; ++q) w[q] = select(m, w[q], zero);
     }
@@ -309,31 +309,32 @@ struct PackLse {
   }
 };
 
-// The pack reducer of a reduction with data type T.
-template <class Red, class T>
+// The pack reducer of a reduction for packs P (of its accumulator type, else the fallback).
+template <class Red, class P>
 struct PackReducerOf {
-  using type = PackFallback<Red, T>;
+  using type = PackFallback<Red, P>;
 };
 
 #define KMR_PACK_REDUCER(RED, ...)                  \
-  template <class T, int D>                         \
-  struct PackReducerOf<RED<T, D>, T> {              \
+  template <class T, int D, class A>                \
+  struct PackReducerOf<RED<T, D>, simd::Pack<T, A>> { \
+    using P = simd::Pack<T, A>;                     \
     using type = __VA_ARGS__;                       \
   };
-KMR_PACK_REDUCER(SumReduction, PackSum<SumReduction<T, D>, T>)
-KMR_PACK_REDUCER(SumKahanReduction, PackKahan<SumKahanReduction<T, D>, T>)
-KMR_PACK_REDUCER(MinReduction, PackMinMax<MinReduction<T, D>, T, false, false>)
-KMR_PACK_REDUCER(MaxReduction, PackMinMax<MaxReduction<T, D>, T, true, false>)
-KMR_PACK_REDUCER(ArgMinReduction, PackMinMax<ArgMinReduction<T, D>, T, false, true>)
-KMR_PACK_REDUCER(ArgMaxReduction, PackMinMax<ArgMaxReduction<T, D>, T, true, true>)
-KMR_PACK_REDUCER(Min_ArgMinReduction, PackMinMax<Min_ArgMinReduction<T, D>, T, false, true>)
-KMR_PACK_REDUCER(Max_ArgMaxReduction, PackMinMax<Max_ArgMaxReduction<T, D>, T, true, true>)
-KMR_PACK_REDUCER(KMinReduction, PackKMin<KMinReduction<T, D>, T>)
-KMR_PACK_REDUCER(ArgKMinReduction, PackKMin<ArgKMinReduction<T, D>, T>)
-KMR_PACK_REDUCER(KMin_ArgKMinReduction, PackKMin<KMin_ArgKMinReduction<T, D>, T>)
-KMR_PACK_REDUCER(LogSumExpReduction, PackLse<LogSumExpReduction<T, D>, T, 1, 1>)
-KMR_PACK_REDUCER(LogSumExpWeightReduction, PackLse<LogSumExpWeightReduction<T, D>, T, D - 1, 0>)
-KMR_PACK_REDUCER(SumSoftMaxWeightReduction, PackLse<SumSoftMaxWeightReduction<T, D>, T, D, 1>)
+KMR_PACK_REDUCER(SumReduction, PackSum<SumReduction<T, D>, P>)
+KMR_PACK_REDUCER(SumKahanReduction, PackKahan<SumKahanReduction<T, D>, P>)
+KMR_PACK_REDUCER(MinReduction, PackMinMax<MinReduction<T, D>, P, false, false>)
+KMR_PACK_REDUCER(MaxReduction, PackMinMax<MaxReduction<T, D>, P, true, false>)
+KMR_PACK_REDUCER(ArgMinReduction, PackMinMax<ArgMinReduction<T, D>, P, false, true>)
+KMR_PACK_REDUCER(ArgMaxReduction, PackMinMax<ArgMaxReduction<T, D>, P, true, true>)
+KMR_PACK_REDUCER(Min_ArgMinReduction, PackMinMax<Min_ArgMinReduction<T, D>, P, false, true>)
+KMR_PACK_REDUCER(Max_ArgMaxReduction, PackMinMax<Max_ArgMaxReduction<T, D>, P, true, true>)
+KMR_PACK_REDUCER(KMinReduction, PackKMin<KMinReduction<T, D>, P>)
+KMR_PACK_REDUCER(ArgKMinReduction, PackKMin<ArgKMinReduction<T, D>, P>)
+KMR_PACK_REDUCER(KMin_ArgKMinReduction, PackKMin<KMin_ArgKMinReduction<T, D>, P>)
+KMR_PACK_REDUCER(LogSumExpReduction, PackLse<LogSumExpReduction<T, D>, P, 1, 1>)
+KMR_PACK_REDUCER(LogSumExpWeightReduction, PackLse<LogSumExpWeightReduction<T, D>, P, D - 1, 0>)
+KMR_PACK_REDUCER(SumSoftMaxWeightReduction, PackLse<SumSoftMaxWeightReduction<T, D>, P, D, 1>)
 #undef KMR_PACK_REDUCER
 
 }  // namespace cpu_detail

@@ -25,9 +25,15 @@
 namespace kmr {
 namespace simd {
 
+// The widest instruction set enabled for this translation unit. It is a template
+// argument of Pack (default), so that code compiled for different instruction
+// sets has different symbol names: a baseline and an AVX-512 translation unit
+// linked into one library never share an instantiation.
 #if defined(KMR_SIMD_XSIMD)
-// The widest instruction set enabled for this translation unit.
 using Arch = xsimd::default_arch;
+#else
+struct ScalarArch {};
+using Arch = ScalarArch;
 #endif
 
 // Name of the instruction set packs use in this translation unit ("scalar" without SIMD).
@@ -41,12 +47,14 @@ inline const char* isa_name() {
 
 #if defined(KMR_SIMD_XSIMD)
 
-template <class T>
+template <class T, class A>
 struct Mask;
 
-template <class T>
+template <class T, class A = Arch>
 struct Pack {
-  using batch = xsimd::batch<T, Arch>;
+  using value_type = T;
+  using batch = xsimd::batch<T, A>;
+  using mask = Mask<T, A>;
   static constexpr int size = int(batch::size);
   batch v;
 
@@ -64,6 +72,8 @@ struct Pack {
     for (int l = 0; l < size; ++l) a[l] = s + T(l);
     return load(a);
   }
+  // Lanes l < n set.
+  static KMR_INLINE mask first_lanes(int n) { return {iota(T(0)).v < batch(T(n))}; }
 
   KMR_INLINE Pack& operator+=(Pack b) { return v += b.v, *this; }
   KMR_INLINE Pack& operator-=(Pack b) { return v -= b.v, *this; }
@@ -71,91 +81,86 @@ struct Pack {
   KMR_INLINE Pack& operator/=(Pack b) { return v /= b.v, *this; }
 };
 
-template <class T>
+template <class T, class A>
 struct Mask {
-  xsimd::batch_bool<T, Arch> m;
+  xsimd::batch_bool<T, A> m;
   KMR_INLINE friend Mask operator&&(Mask a, Mask b) { return {a.m && b.m}; }
   KMR_INLINE friend Mask operator||(Mask a, Mask b) { return {a.m || b.m}; }
   KMR_INLINE friend Mask operator!(Mask a) { return {!a.m}; }
 };
 
-template <class T> KMR_INLINE Pack<T> operator+(Pack<T> a, Pack<T> b) { return a.v + b.v; }
-template <class T> KMR_INLINE Pack<T> operator-(Pack<T> a, Pack<T> b) { return a.v - b.v; }
-template <class T> KMR_INLINE Pack<T> operator*(Pack<T> a, Pack<T> b) { return a.v * b.v; }
-template <class T> KMR_INLINE Pack<T> operator/(Pack<T> a, Pack<T> b) { return a.v / b.v; }
-template <class T> KMR_INLINE Pack<T> operator-(Pack<T> a) { return -a.v; }
-template <class T> KMR_INLINE Mask<T> operator<(Pack<T> a, Pack<T> b) { return {a.v < b.v}; }
-template <class T> KMR_INLINE Mask<T> operator<=(Pack<T> a, Pack<T> b) { return {a.v <= b.v}; }
-template <class T> KMR_INLINE Mask<T> operator>(Pack<T> a, Pack<T> b) { return {a.v > b.v}; }
-template <class T> KMR_INLINE Mask<T> operator>=(Pack<T> a, Pack<T> b) { return {a.v >= b.v}; }
-template <class T> KMR_INLINE Mask<T> operator==(Pack<T> a, Pack<T> b) { return {a.v == b.v}; }
-template <class T> KMR_INLINE Mask<T> operator!=(Pack<T> a, Pack<T> b) { return {a.v != b.v}; }
+template <class T, class A> KMR_INLINE Pack<T, A> operator+(Pack<T, A> a, Pack<T, A> b) { return a.v + b.v; }
+template <class T, class A> KMR_INLINE Pack<T, A> operator-(Pack<T, A> a, Pack<T, A> b) { return a.v - b.v; }
+template <class T, class A> KMR_INLINE Pack<T, A> operator*(Pack<T, A> a, Pack<T, A> b) { return a.v * b.v; }
+template <class T, class A> KMR_INLINE Pack<T, A> operator/(Pack<T, A> a, Pack<T, A> b) { return a.v / b.v; }
+template <class T, class A> KMR_INLINE Pack<T, A> operator-(Pack<T, A> a) { return -a.v; }
+template <class T, class A> KMR_INLINE Mask<T, A> operator<(Pack<T, A> a, Pack<T, A> b) { return {a.v < b.v}; }
+template <class T, class A> KMR_INLINE Mask<T, A> operator<=(Pack<T, A> a, Pack<T, A> b) { return {a.v <= b.v}; }
+template <class T, class A> KMR_INLINE Mask<T, A> operator>(Pack<T, A> a, Pack<T, A> b) { return {a.v > b.v}; }
+template <class T, class A> KMR_INLINE Mask<T, A> operator>=(Pack<T, A> a, Pack<T, A> b) { return {a.v >= b.v}; }
+template <class T, class A> KMR_INLINE Mask<T, A> operator==(Pack<T, A> a, Pack<T, A> b) { return {a.v == b.v}; }
+template <class T, class A> KMR_INLINE Mask<T, A> operator!=(Pack<T, A> a, Pack<T, A> b) { return {a.v != b.v}; }
 
 // c ? a : b lane by lane
-template <class T> KMR_INLINE Pack<T> select(Mask<T> c, Pack<T> a, Pack<T> b) { return xsimd::select(c.m, a.v, b.v); }
-template <class T> KMR_INLINE bool any(Mask<T> c) { return xsimd::any(c.m); }
-template <class T> KMR_INLINE Mask<T> isnan(Pack<T> a) { return {a.v != a.v}; }
-// Lanes l < n set.
-template <class T>
-KMR_INLINE Mask<T> first_lanes(int n) {
-  return Pack<T>::iota(T(0)) < Pack<T>(T(n));
-}
+template <class T, class A> KMR_INLINE Pack<T, A> select(Mask<T, A> c, Pack<T, A> a, Pack<T, A> b) { return xsimd::select(c.m, a.v, b.v); }
+template <class T, class A> KMR_INLINE bool any(Mask<T, A> c) { return xsimd::any(c.m); }
+template <class T, class A> KMR_INLINE Mask<T, A> isnan(Pack<T, A> a) { return {a.v != a.v}; }
 // Sum of the lanes.
-template <class T> KMR_INLINE T hsum(Pack<T> a) { return xsimd::hadd(a.v); }
+template <class T, class A> KMR_INLINE T hsum(Pack<T, A> a) { return xsimd::hadd(a.v); }
 // Largest lane (NaN lanes ignored unless all are NaN).
-template <class T>
-KMR_INLINE T hmax(Pack<T> a) {
-  alignas(64) T l[Pack<T>::size];
+template <class T, class A>
+KMR_INLINE T hmax(Pack<T, A> a) {
+  alignas(64) T l[Pack<T, A>::size];
   a.store(l);
   T m = l[0];
-  for (int k = 1; k < Pack<T>::size; ++k) m = (l[k] > m || m != m) ? l[k] : m;
+  for (int k = 1; k < Pack<T, A>::size; ++k) m = (l[k] > m || m != m) ? l[k] : m;
   return m;
 }
 
 // The helpers of formula/math.hpp on packs (same semantics, NaN kept where they keep it).
-template <class T> KMR_INLINE Pack<T> vexp(Pack<T> x) { return xsimd::exp(x.v); }
-template <class T> KMR_INLINE Pack<T> vlog(Pack<T> x) { return xsimd::log(x.v); }
-template <class T> KMR_INLINE Pack<T> vsqrt(Pack<T> x) { return xsimd::sqrt(x.v); }
-template <class T> KMR_INLINE Pack<T> vrsqrt(Pack<T> x) { return Pack<T>(T(1)).v / xsimd::sqrt(x.v); }
-template <class T> KMR_INLINE Pack<T> vsin(Pack<T> x) { return xsimd::sin(x.v); }
-template <class T> KMR_INLINE Pack<T> vcos(Pack<T> x) { return xsimd::cos(x.v); }
-template <class T> KMR_INLINE Pack<T> vatan(Pack<T> x) { return xsimd::atan(x.v); }
-template <class T> KMR_INLINE Pack<T> vabs(Pack<T> x) { return xsimd::abs(x.v); }
-template <class T> KMR_INLINE Pack<T> vfloor(Pack<T> x) { return xsimd::floor(x.v); }
-template <class T>
-KMR_INLINE Pack<T> vstep(Pack<T> x) {  // 1 if x >= 0 else 0
-  return select(x >= Pack<T>(T(0)), Pack<T>(T(1)), Pack<T>(T(0)));
+template <class T, class A> KMR_INLINE Pack<T, A> vexp(Pack<T, A> x) { return xsimd::exp(x.v); }
+template <class T, class A> KMR_INLINE Pack<T, A> vlog(Pack<T, A> x) { return xsimd::log(x.v); }
+template <class T, class A> KMR_INLINE Pack<T, A> vsqrt(Pack<T, A> x) { return xsimd::sqrt(x.v); }
+template <class T, class A> KMR_INLINE Pack<T, A> vrsqrt(Pack<T, A> x) { return Pack<T, A>(T(1)).v / xsimd::sqrt(x.v); }
+template <class T, class A> KMR_INLINE Pack<T, A> vsin(Pack<T, A> x) { return xsimd::sin(x.v); }
+template <class T, class A> KMR_INLINE Pack<T, A> vcos(Pack<T, A> x) { return xsimd::cos(x.v); }
+template <class T, class A> KMR_INLINE Pack<T, A> vatan(Pack<T, A> x) { return xsimd::atan(x.v); }
+template <class T, class A> KMR_INLINE Pack<T, A> vabs(Pack<T, A> x) { return xsimd::abs(x.v); }
+template <class T, class A> KMR_INLINE Pack<T, A> vfloor(Pack<T, A> x) { return xsimd::floor(x.v); }
+template <class T, class A>
+KMR_INLINE Pack<T, A> vstep(Pack<T, A> x) {  // 1 if x >= 0 else 0
+  return select(x >= Pack<T, A>(T(0)), Pack<T, A>(T(1)), Pack<T, A>(T(0)));
 }
-template <class T>
-KMR_INLINE Pack<T> vsign(Pack<T> x) {  // -1, 0 or 1
-  const Pack<T> z(T(0));
-  return select(x > z, Pack<T>(T(1)), select(x < z, Pack<T>(T(-1)), z));
+template <class T, class A>
+KMR_INLINE Pack<T, A> vsign(Pack<T, A> x) {  // -1, 0 or 1
+  const Pack<T, A> z(T(0));
+  return select(x > z, Pack<T, A>(T(1)), select(x < z, Pack<T, A>(T(-1)), z));
 }
-template <class T>
-KMR_INLINE Pack<T> vrelu(Pack<T> x) {  // max(x, 0), NaN kept
-  return select(x < Pack<T>(T(0)), Pack<T>(T(0)), x);
+template <class T, class A>
+KMR_INLINE Pack<T, A> vrelu(Pack<T, A> x) {  // max(x, 0), NaN kept
+  return select(x < Pack<T, A>(T(0)), Pack<T, A>(T(0)), x);
 }
-template <class T>
-KMR_INLINE Pack<T> vifelse(Pack<T> c, Pack<T> a, Pack<T> b) {  // c >= 0 ? a : b
-  return select(c >= Pack<T>(T(0)), a, b);
+template <class T, class A>
+KMR_INLINE Pack<T, A> vifelse(Pack<T, A> c, Pack<T, A> a, Pack<T, A> b) {  // c >= 0 ? a : b
+  return select(c >= Pack<T, A>(T(0)), a, b);
 }
-template <class T>
-KMR_INLINE Pack<T> vclamp(Pack<T> x, Pack<T> a, Pack<T> b) {  // min(max(x, a), b)
+template <class T, class A>
+KMR_INLINE Pack<T, A> vclamp(Pack<T, A> x, Pack<T, A> a, Pack<T, A> b) {  // min(max(x, a), b)
   return select(x < a, a, select(x > b, b, x));
 }
-template <class T>
-KMR_INLINE Pack<T> vinterior(Pack<T> x, Pack<T> a, Pack<T> b) {  // 1 if a < x < b
-  return select((x > a) && (x < b), Pack<T>(T(1)), Pack<T>(T(0)));
+template <class T, class A>
+KMR_INLINE Pack<T, A> vinterior(Pack<T, A> x, Pack<T, A> a, Pack<T, A> b) {  // 1 if a < x < b
+  return select((x > a) && (x < b), Pack<T, A>(T(1)), Pack<T, A>(T(0)));
 }
-template <class T>
-KMR_INLINE Pack<T> vxlogx(Pack<T> x) {  // x log x, 0 at x = 0
-  const Pack<T> z(T(0));
+template <class T, class A>
+KMR_INLINE Pack<T, A> vxlogx(Pack<T, A> x) {  // x log x, 0 at x = 0
+  const Pack<T, A> z(T(0));
   return select(x == z, z, x * vlog(x));
 }
 
 #else  // no SIMD: one lane, the scalar helpers
 
-template <class T>
+template <class T, class A>
 struct Mask {
   bool m;
   KMR_INLINE friend Mask operator&&(Mask a, Mask b) { return {a.m && b.m}; }
@@ -163,8 +168,10 @@ struct Mask {
   KMR_INLINE friend Mask operator!(Mask a) { return {!a.m}; }
 };
 
-template <class T>
+template <class T, class A = Arch>
 struct Pack {
+  using value_type = T;
+  using mask = Mask<T, A>;
   static constexpr int size = 1;
   T v;
   Pack() = default;
@@ -174,33 +181,33 @@ struct Pack {
   static KMR_INLINE Pack load_aligned(const T* p) { return Pack(*p); }
   KMR_INLINE void store(T* p) const { *p = v; }
   static KMR_INLINE Pack iota(T s) { return Pack(s); }
+  static KMR_INLINE mask first_lanes(int n) { return {n > 0}; }
   KMR_INLINE Pack& operator+=(Pack b) { return v += b.v, *this; }
   KMR_INLINE Pack& operator-=(Pack b) { return v -= b.v, *this; }
   KMR_INLINE Pack& operator*=(Pack b) { return v *= b.v, *this; }
   KMR_INLINE Pack& operator/=(Pack b) { return v /= b.v, *this; }
 };
 
-template <class T> KMR_INLINE Pack<T> operator+(Pack<T> a, Pack<T> b) { return Pack<T>(a.v + b.v); }
-template <class T> KMR_INLINE Pack<T> operator-(Pack<T> a, Pack<T> b) { return Pack<T>(a.v - b.v); }
-template <class T> KMR_INLINE Pack<T> operator*(Pack<T> a, Pack<T> b) { return Pack<T>(a.v * b.v); }
-template <class T> KMR_INLINE Pack<T> operator/(Pack<T> a, Pack<T> b) { return Pack<T>(a.v / b.v); }
-template <class T> KMR_INLINE Pack<T> operator-(Pack<T> a) { return Pack<T>(-a.v); }
-template <class T> KMR_INLINE Mask<T> operator<(Pack<T> a, Pack<T> b) { return {a.v < b.v}; }
-template <class T> KMR_INLINE Mask<T> operator<=(Pack<T> a, Pack<T> b) { return {a.v <= b.v}; }
-template <class T> KMR_INLINE Mask<T> operator>(Pack<T> a, Pack<T> b) { return {a.v > b.v}; }
-template <class T> KMR_INLINE Mask<T> operator>=(Pack<T> a, Pack<T> b) { return {a.v >= b.v}; }
-template <class T> KMR_INLINE Mask<T> operator==(Pack<T> a, Pack<T> b) { return {a.v == b.v}; }
-template <class T> KMR_INLINE Mask<T> operator!=(Pack<T> a, Pack<T> b) { return {a.v != b.v}; }
-template <class T> KMR_INLINE Pack<T> select(Mask<T> c, Pack<T> a, Pack<T> b) { return c.m ? a : b; }
-template <class T> KMR_INLINE bool any(Mask<T> c) { return c.m; }
-template <class T> KMR_INLINE Mask<T> isnan(Pack<T> a) { return {a.v != a.v}; }
-template <class T> KMR_INLINE Mask<T> first_lanes(int n) { return {n > 0}; }
-template <class T> KMR_INLINE T hsum(Pack<T> a) { return a.v; }
-template <class T> KMR_INLINE T hmax(Pack<T> a) { return a.v; }
+template <class T, class A> KMR_INLINE Pack<T, A> operator+(Pack<T, A> a, Pack<T, A> b) { return Pack<T, A>(a.v + b.v); }
+template <class T, class A> KMR_INLINE Pack<T, A> operator-(Pack<T, A> a, Pack<T, A> b) { return Pack<T, A>(a.v - b.v); }
+template <class T, class A> KMR_INLINE Pack<T, A> operator*(Pack<T, A> a, Pack<T, A> b) { return Pack<T, A>(a.v * b.v); }
+template <class T, class A> KMR_INLINE Pack<T, A> operator/(Pack<T, A> a, Pack<T, A> b) { return Pack<T, A>(a.v / b.v); }
+template <class T, class A> KMR_INLINE Pack<T, A> operator-(Pack<T, A> a) { return Pack<T, A>(-a.v); }
+template <class T, class A> KMR_INLINE Mask<T, A> operator<(Pack<T, A> a, Pack<T, A> b) { return {a.v < b.v}; }
+template <class T, class A> KMR_INLINE Mask<T, A> operator<=(Pack<T, A> a, Pack<T, A> b) { return {a.v <= b.v}; }
+template <class T, class A> KMR_INLINE Mask<T, A> operator>(Pack<T, A> a, Pack<T, A> b) { return {a.v > b.v}; }
+template <class T, class A> KMR_INLINE Mask<T, A> operator>=(Pack<T, A> a, Pack<T, A> b) { return {a.v >= b.v}; }
+template <class T, class A> KMR_INLINE Mask<T, A> operator==(Pack<T, A> a, Pack<T, A> b) { return {a.v == b.v}; }
+template <class T, class A> KMR_INLINE Mask<T, A> operator!=(Pack<T, A> a, Pack<T, A> b) { return {a.v != b.v}; }
+template <class T, class A> KMR_INLINE Pack<T, A> select(Mask<T, A> c, Pack<T, A> a, Pack<T, A> b) { return c.m ? a : b; }
+template <class T, class A> KMR_INLINE bool any(Mask<T, A> c) { return c.m; }
+template <class T, class A> KMR_INLINE Mask<T, A> isnan(Pack<T, A> a) { return {a.v != a.v}; }
+template <class T, class A> KMR_INLINE T hsum(Pack<T, A> a) { return a.v; }
+template <class T, class A> KMR_INLINE T hmax(Pack<T, A> a) { return a.v; }
 
-#define KMR_PACK_UNARY(name) \
-  template <class T>         \
-  KMR_INLINE Pack<T> name(Pack<T> x) { return Pack<T>(::kmr::name(x.v)); }
+#define KMR_PACK_UNARY(name)   \
+  template <class T, class A> \
+  KMR_INLINE Pack<T, A> name(Pack<T, A> x) { return Pack<T, A>(::kmr::name(x.v)); }
 KMR_PACK_UNARY(vexp)
 KMR_PACK_UNARY(vlog)
 KMR_PACK_UNARY(vsqrt)
@@ -215,12 +222,12 @@ KMR_PACK_UNARY(vsign)
 KMR_PACK_UNARY(vrelu)
 KMR_PACK_UNARY(vxlogx)
 #undef KMR_PACK_UNARY
-template <class T>
-KMR_INLINE Pack<T> vifelse(Pack<T> c, Pack<T> a, Pack<T> b) { return Pack<T>(::kmr::vifelse(c.v, a.v, b.v)); }
-template <class T>
-KMR_INLINE Pack<T> vclamp(Pack<T> x, Pack<T> a, Pack<T> b) { return Pack<T>(::kmr::vclamp(x.v, a.v, b.v)); }
-template <class T>
-KMR_INLINE Pack<T> vinterior(Pack<T> x, Pack<T> a, Pack<T> b) { return Pack<T>(::kmr::vinterior(x.v, a.v, b.v)); }
+template <class T, class A>
+KMR_INLINE Pack<T, A> vifelse(Pack<T, A> c, Pack<T, A> a, Pack<T, A> b) { return Pack<T, A>(::kmr::vifelse(c.v, a.v, b.v)); }
+template <class T, class A>
+KMR_INLINE Pack<T, A> vclamp(Pack<T, A> x, Pack<T, A> a, Pack<T, A> b) { return Pack<T, A>(::kmr::vclamp(x.v, a.v, b.v)); }
+template <class T, class A>
+KMR_INLINE Pack<T, A> vinterior(Pack<T, A> x, Pack<T, A> a, Pack<T, A> b) { return Pack<T, A>(::kmr::vinterior(x.v, a.v, b.v)); }
 
 #endif
 
