@@ -180,7 +180,7 @@ def make_call(backend, case, routine, args):
     g, x, y, b = args
     x = x.clone().requires_grad_(True)
     out = routine(g, x, y, b) if backend != "pykeops" else routine(g, x, y, b, backend="CPU")
-    u = torch.randn_like(out)
+    u = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))  # the same for every backend
     return lambda: torch.autograd.grad(out, x, u, retain_graph=True)[0]
 
 
@@ -212,7 +212,7 @@ def main():
     sizes = [int(float(s)) for s in ARGS.sizes.split(",")]
     backends = [b for b in ARGS.backends.split(",") if b != "pykeops" or keops_torch is not None]
     cases = [CASES[c] for c in ARGS.cases.split(",")]
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load = os.getloadavg()[0]
     print(f"CPU: {CPU_NAME}, {CPU_MHZ:.0f} MHz, {LANES} float32 lanes, {ARGS.threads} thread(s); "
           f"load average before: {load:.2f}")
     print(f"pykmr {pykmr.__version__} ({pykmr.num_precompiled()} precompiled kernels), torch {torch.__version__}"
@@ -223,7 +223,8 @@ def main():
     hdr = (f"{'case':<10} {'N=M':>7} " + " ".join(f"{b + ' s':>11} {b + ' pairs/s':>15}" for b in backends)
            + f" {'x keops':>8} {'x torch':>8} {'roofline':>9}")
     for case in cases:
-        print(f"== {case.title} (ops/pair {case.ops}, roofline {roofline(case, ARGS.threads):.3g} pairs/s)")
+        print(f"== {case.title} (ops/pair {case.ops}, roofline {roofline(case, ARGS.threads):.3g} pairs/s; "
+              f"load average {os.getloadavg()[0]:.2f})")
         print(hdr)
         stopped = {b: False for b in backends}
         last = {b: None for b in backends}

@@ -243,7 +243,9 @@ struct PackKMin {
       alignas(64) T x[L];
       f[d].store(x);
       const int n = MASKED ? nvalid : L;
-      for (int l = 0; l < n; ++l) rd.insert(st.acc, st.idx, d, x[l], jabs + l);
+      T* kth = st.acc + (K - 1) * DIMF + d;  // drops as lanes enter
+      for (int l = 0; l < n; ++l)
+        if (!(x[l] > *kth)) rd.insert(st.acc, st.idx, d, x[l], jabs + l);
     }
   }
   KMR_INLINE void block_end(State&) const {}
