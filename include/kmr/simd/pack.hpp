@@ -99,12 +99,13 @@ template <class T, class A> KMR_INLINE Mask<T, A> operator<=(Pack<T, A> a, Pack<
 template <class T, class A> KMR_INLINE Mask<T, A> operator>(Pack<T, A> a, Pack<T, A> b) { return {a.v > b.v}; }
 template <class T, class A> KMR_INLINE Mask<T, A> operator>=(Pack<T, A> a, Pack<T, A> b) { return {a.v >= b.v}; }
 template <class T, class A> KMR_INLINE Mask<T, A> operator==(Pack<T, A> a, Pack<T, A> b) { return {a.v == b.v}; }
-template <class T, class A> KMR_INLINE Mask<T, A> operator!=(Pack<T, A> a, Pack<T, A> b) { return {a.v != b.v}; }
+// As in C++, true when either is NaN (xsimd's != is an ordered comparison on some targets).
+template <class T, class A> KMR_INLINE Mask<T, A> operator!=(Pack<T, A> a, Pack<T, A> b) { return {!(a.v == b.v)}; }
 
 // c ? a : b lane by lane
 template <class T, class A> KMR_INLINE Pack<T, A> select(Mask<T, A> c, Pack<T, A> a, Pack<T, A> b) { return xsimd::select(c.m, a.v, b.v); }
 template <class T, class A> KMR_INLINE bool any(Mask<T, A> c) { return xsimd::any(c.m); }
-template <class T, class A> KMR_INLINE Mask<T, A> isnan(Pack<T, A> a) { return {a.v != a.v}; }
+template <class T, class A> KMR_INLINE Mask<T, A> isnan(Pack<T, A> a) { return {xsimd::isnan(a.v)}; }
 // Sum of the lanes.
 template <class T, class A> KMR_INLINE T hsum(Pack<T, A> a) { return xsimd::hadd(a.v); }
 // Largest lane (NaN lanes ignored unless all are NaN).
