@@ -138,14 +138,14 @@ TEST_F(GenredTest, ArgKMinPrecompiled) {
 }
 
 TEST(GenredErrors, BadInputThrowsKmrError) {
-  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "Sum", 2), kmr::Error);            // axis
-  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "Summ", 1), kmr::Error);           // reduction
+  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "Sum", 2), kmr::Error);                 // axis
+  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "Summ", 1), kmr::Error);                // reduction
   EXPECT_THROW(kmr::Genred("X+Y", {"X = Vi(3)", "Y = Vj(2)"}, "Sum", 1), kmr::Error);  // dims
-  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "KMin", 1), kmr::Error);           // K missing
-  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "LogSumExp", 1), kmr::Error);      // not scalar
+  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "KMin", 1), kmr::Error);                // K missing
+  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "LogSumExp", 1), kmr::Error);           // not scalar
   kmr::GenredOptions opt;
   opt.formula2 = "X";
-  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "Sum", 1, opt), kmr::Error);       // formula2 on Sum
+  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "Sum", 1, opt), kmr::Error);  // formula2 on Sum
   opt = {};
   opt.opt_arg = 5;
   kmr::Genred knn("SqDist(X,Y)", {"X = Vi(1)", "Y = Vj(1)"}, "KMin", 1, opt);

@@ -347,11 +347,11 @@ struct PackReducerOf {
   using type = PackFallback<Red, P>;
 };
 
-#define KMR_PACK_REDUCER(RED, ...)                  \
-  template <class T, int D, class A>                \
+#define KMR_PACK_REDUCER(RED, ...)                    \
+  template <class T, int D, class A>                  \
   struct PackReducerOf<RED<T, D>, simd::Pack<T, A>> { \
-    using P = simd::Pack<T, A>;                     \
-    using type = __VA_ARGS__;                       \
+    using P = simd::Pack<T, A>;                       \
+    using type = __VA_ARGS__;                         \
   };
 KMR_PACK_REDUCER(SumReduction, PackSum<SumReduction<T, D>, P>)
 KMR_PACK_REDUCER(SumKahanReduction, PackKahan<SumKahanReduction<T, D>, P>)
