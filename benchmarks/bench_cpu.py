@@ -32,7 +32,8 @@ def parse_args():
     p.add_argument("--sizes", default="100,300,1000,3000,10000,20000,30000,100000")
     p.add_argument("--cases", default="gauss,gauss_bwd,lse,gauss16,argkmin")
     p.add_argument("--backends", default="pykmr,pykeops,torch")
-    p.add_argument("--max-call", type=float, default=3.0, help="seconds: skip sizes whose call would be longer")
+    p.add_argument("--max-call", type=float, default=3.0,
+                   help="seconds: skip sizes whose call would be longer")
     p.add_argument("--min-time", type=float, default=0.3, help="seconds of repeated calls per measurement")
     p.add_argument("--dense-gb", type=float, default=4.0, help="memory dense torch may use")
     p.add_argument("--out", default="benchmarks/out/bench_cpu", help="prefix of the CSV and PNG files")
@@ -45,7 +46,6 @@ ARGS = parse_args()
 for var in ("OMP_NUM_THREADS", "KMR_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = str(ARGS.threads)
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
@@ -107,7 +107,8 @@ CASES = {
     "gauss": Case("gauss", "Gaussian D=3, sum", "Exp(-G*SqDist(X,Y))*B", GAUSS_ALIASES, "Sum", GAUSS_DIMS,
                   # 3 sub, 3 fma, x g, exp, x b, accumulate
                   ops=3 + 3 + 1 + EXP_OPS + 1 + 1, dense=dense_gauss),
-    "gauss_bwd": Case("gauss_bwd", "Gaussian D=3, gradient wrt x", "Exp(-G*SqDist(X,Y))*B", GAUSS_ALIASES, "Sum",
+    "gauss_bwd": Case("gauss_bwd", "Gaussian D=3, gradient wrt x", "Exp(-G*SqDist(X,Y))*B", GAUSS_ALIASES,
+                      "Sum",
                       GAUSS_DIMS, backward=True, dense=dense_gauss, dense_bytes_per_pair=12,
                       # forward part, x u x 2g, 3 fma (x - y) x c, 3 accumulates
                       ops=3 + 3 + 1 + EXP_OPS + 1 + 2 + 3 + 3),
@@ -215,9 +216,11 @@ def main():
     load = os.getloadavg()[0]
     print(f"CPU: {CPU_NAME}, {CPU_MHZ:.0f} MHz, {LANES} float32 lanes, {ARGS.threads} thread(s); "
           f"load average before: {load:.2f}")
-    print(f"pykmr {pykmr.__version__} ({pykmr.num_precompiled()} precompiled kernels), torch {torch.__version__}"
+    print(f"pykmr {pykmr.__version__} ({pykmr.num_precompiled()} precompiled kernels), "
+          f"torch {torch.__version__}"
           + (f", pykeops {pykeops.__version__}" if keops_torch is not None else ""))
-    print(f"roofline = threads x clock x lanes x {PORTS} ports / ops per pair (exp counted as {EXP_OPS} ops)\n")
+    print(f"roofline = threads x clock x lanes x {PORTS} ports / ops per pair "
+          f"(exp counted as {EXP_OPS} ops)\n")
 
     rows = []
     hdr = (f"{'case':<10} {'N=M':>7} " + " ".join(f"{b + ' s':>11} {b + ' pairs/s':>15}" for b in backends)
@@ -256,8 +259,8 @@ def main():
             r_keops = times["pykeops"] / kt if kt and "pykeops" in times else float("nan")
             r_torch = times["torch"] / kt if kt and "torch" in times else float("nan")
             frac = pairs / kt / roofline(case, ARGS.threads) if kt else float("nan")
-            cells = " ".join(f"{times[b]:>11.3e} {pairs / times[b]:>15.3e}" if b in times else f"{'-':>11} {'-':>15}"
-                             for b in backends)
+            cells = " ".join(f"{times[b]:>11.3e} {pairs / times[b]:>15.3e}" if b in times
+                             else f"{'-':>11} {'-':>15}" for b in backends)
             print(f"{case.name:<10} {n:>7} {cells} {r_keops:>8.1f} {r_torch:>8.1f} {frac:>9.1%}")
             for b, t in times.items():
                 rows.append(dict(case=case.name, n=n, backend=b, seconds=t, pairs_per_s=pairs / t,

@@ -18,3 +18,10 @@
 #else
 #define KMR_FLATTEN
 #endif
+
+// A function kept out of line, even inside a KMR_FLATTEN caller (rare paths of hot loops).
+#if defined(__GNUC__) && !defined(__CUDACC__) && !defined(__CUDACC_RTC__)
+#define KMR_COLD __attribute__((noinline, cold))
+#else
+#define KMR_COLD
+#endif

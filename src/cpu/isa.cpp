@@ -35,9 +35,12 @@ std::atomic<int> g_cap{-1};
 
 const char* isa_level_name(int level) {
   switch (level) {
-    case ISA_AVX512: return "avx512";
-    case ISA_AVX2: return "avx2";
-    default: return "baseline";
+    case ISA_AVX512:
+      return "avx512";
+    case ISA_AVX2:
+      return "avx2";
+    default:
+      return "baseline";
   }
 }
 

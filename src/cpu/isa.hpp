@@ -21,10 +21,11 @@ void set_isa_cap(int level);
 const char* isa_level_name(int level);
 // The level of a variant name of KMR_CPU_ISAS ("avx2", "avx512"); unknown names: above all levels.
 constexpr int isa_level_of(const char* name) {
-  return (name[0] == 'a' && name[1] == 'v' && name[2] == 'x' && name[3] == '2' && name[4] == 0)   ? ISA_AVX2
-         : (name[0] == 'a' && name[1] == 'v' && name[2] == 'x' && name[3] == '5' && name[4] == '1' &&
-            name[5] == '2' && name[6] == 0)                                                        ? ISA_AVX512
-                                                                                                   : 99;
+  return (name[0] == 'a' && name[1] == 'v' && name[2] == 'x' && name[3] == '2' && name[4] == 0) ? ISA_AVX2
+         : (name[0] == 'a' && name[1] == 'v' && name[2] == 'x' && name[3] == '5' && name[4] == '1' && name[5] == '2' &&
+            name[6] == 0)
+             ? ISA_AVX512
+             : 99;
 }
 
 }  // namespace cpu

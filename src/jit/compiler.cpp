@@ -243,9 +243,7 @@ std::string compiler_identity() { return detail::compiler_identity_for("kernels"
 
 // -ffp-contract=fast: a * b + c may become one FMA (as in the precompiled kernels, built in GNU
 // mode); no -ffast-math, which would break NaN and inf propagation.
-std::string compile_flags() {
-  return "-std=c++17 -O3 -march=native -ffp-contract=fast -fPIC -shared -fno-math-errno";
-}
+std::string compile_flags() { return "-std=c++17 -O3 -march=native -ffp-contract=fast -fPIC -shared -fno-math-errno"; }
 
 }  // namespace jit
 }  // namespace kmr

@@ -86,7 +86,8 @@ std::vector<EntryKernel> entry_kernels(const ManifestLine& m, const std::string&
   for (int d = 1; d <= (has_d ? 3 : 1); ++d)
     for (int e = 1; e <= (has_e ? 3 : 1); ++e)
       for (const std::string& dtype : split(dtypes, ';')) {
-        const std::string alias_line = replace_all(replace_all(m.aliases, "{D}", std::to_string(d)), "{E}", std::to_string(e));
+        const std::string alias_line =
+            replace_all(replace_all(m.aliases, "{D}", std::to_string(d)), "{E}", std::to_string(e));
         std::vector<std::string> aliases;
         for (const auto& a : split(alias_line, ' '))
           if (!a.empty()) aliases.push_back(a);
@@ -136,7 +137,8 @@ int write_entry(const std::string& manifest, const std::string& name, const std:
       body << "extern \"C\" int " << k.fn << "(const kmr_kernel_call* call) {\n";
       body << "  const int level = kmr::cpu::isa_level();\n";
       for (auto it = isas.rbegin(); it != isas.rend(); ++it)
-        body << "  if (level >= kmr::cpu::isa_level_of(\"" << *it << "\")) return " << k.fn << "_" << *it << "(call);\n";
+        body << "  if (level >= kmr::cpu::isa_level_of(\"" << *it << "\")) return " << k.fn << "_" << *it
+             << "(call);\n";
       body << "  return " << k.fn << "_baseline(call);\n}\n";
     }
     body << "static std::string " << k.fn << "_key() { return kmr::formula_string<" << k.spec.formula_cpp

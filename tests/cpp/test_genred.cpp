@@ -4,9 +4,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <random>
+#include <string>
 
 #include "cpu/isa.hpp"
+#include "kmr/reduction/reduction.hpp"
 #include "kmr/runtime/genred.hpp"
 
 namespace {
@@ -135,14 +138,14 @@ TEST_F(GenredTest, ArgKMinPrecompiled) {
 }
 
 TEST(GenredErrors, BadInputThrowsKmrError) {
-  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "Sum", 2), kmr::Error);            // axis
-  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "Summ", 1), kmr::Error);           // reduction
+  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "Sum", 2), kmr::Error);                 // axis
+  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "Summ", 1), kmr::Error);                // reduction
   EXPECT_THROW(kmr::Genred("X+Y", {"X = Vi(3)", "Y = Vj(2)"}, "Sum", 1), kmr::Error);  // dims
-  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "KMin", 1), kmr::Error);           // K missing
-  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "LogSumExp", 1), kmr::Error);      // not scalar
+  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "KMin", 1), kmr::Error);                // K missing
+  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "LogSumExp", 1), kmr::Error);           // not scalar
   kmr::GenredOptions opt;
   opt.formula2 = "X";
-  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "Sum", 1, opt), kmr::Error);       // formula2 on Sum
+  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "Sum", 1, opt), kmr::Error);  // formula2 on Sum
   opt = {};
   opt.opt_arg = 5;
   kmr::Genred knn("SqDist(X,Y)", {"X = Vi(1)", "Y = Vj(1)"}, "KMin", 1, opt);
@@ -212,4 +215,95 @@ TEST_F(GenredTest, EveryIsaVariantMatches) {
   }
   kmr::cpu::set_isa_cap(-1);
   EXPECT_EQ(kmr::cpu::isa_level(), machine);
+}
+
+// The pack reducers at every instruction set this CPU runs, on the edge cases the scalar
+// reductions are tested with (test_reductions.cpp): ties across lanes and blocks go to the
+// smallest index, NaN propagates (and sorts last in KMin), LogSumExp with infinities. The
+// formulas pass a j-variable through: SqDist(X,Y) = y^2 with x = 0; -G*SqDist(X,Y)+B = b and
+// Exp(-G*SqDist(X,Y))*B = b with g = 0, x = y = 0. Expected: the scalar reduction, in j order.
+template <class Red>
+std::vector<float> scalar_reduce(int K, const std::vector<float>& f) {
+  Red red{K};
+  std::vector<float> acc(red.acc_dim()), out(red.out_dim());
+  std::vector<long long> idx(red.idx_dim());
+  red.init(acc.data(), idx.data());
+  for (std::size_t j = 0; j < f.size(); ++j) red.accumulate(acc.data(), idx.data(), &f[j], (long long)j);
+  red.finalize(out.data(), acc.data(), idx.data());
+  return out;
+}
+
+void expect_same(const std::vector<float>& want, const std::vector<float>& got, const std::string& what) {
+  ASSERT_EQ(want.size(), got.size()) << what;
+  for (std::size_t s = 0; s < want.size(); ++s) {
+    if (std::isnan(want[s])) {
+      EXPECT_TRUE(std::isnan(got[s])) << what << " slot " << s;
+    } else if (std::isinf(want[s]) || want[s] == std::floor(want[s])) {
+      EXPECT_EQ(want[s], got[s]) << what << " slot " << s;
+    } else {
+      EXPECT_NEAR(want[s], got[s], 1e-5 * (1 + std::abs(want[s]))) << what << " slot " << s;
+    }
+  }
+}
+
+TEST(GenredPackReducers, EdgeCasesEveryIsa) {
+  const std::vector<std::string> sq = {"X = Vi(1)", "Y = Vj(1)"};
+  const std::vector<std::string> gb = {"G = Pm(1)", "X = Vi(1)", "Y = Vj(1)", "B = Vj(1)"};
+  kmr::GenredOptions k5;
+  k5.opt_arg = 5;
+  kmr::Genred amin("SqDist(X,Y)", sq, "ArgMin", 1), minarg("SqDist(X,Y)", sq, "Min_ArgMin", 1),
+      kmin("SqDist(X,Y)", sq, "KMin", 1, k5), akmin("SqDist(X,Y)", sq, "ArgKMin", 1, k5),
+      lse("-G*SqDist(X,Y)+B", gb, "LogSumExp", 1), sum("Exp(-G*SqDist(X,Y))*B", gb, "Sum", 1);
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  // y values (y^2 for the SqDist ones): ties within and across lanes and blocks, NaN, infinities.
+  std::vector<std::vector<float>> cases;
+  std::vector<float> ties(50, 1.0f);
+  ties[10] = ties[20] = ties[30] = 0.0f;
+  cases.push_back(ties);
+  std::vector<float> far(1000, 2.0f);  // ties at j = 3, 300, 301, 777: the last lane groups and blocks
+  far[777] = far[300] = far[301] = far[3] = 0.5f;
+  cases.push_back(far);
+  for (int pos : {0, 5, 17, 299}) {
+    std::vector<float> n(300, 1.5f);
+    for (int j = 0; j < 300; ++j) n[j] = 1.0f + float(j % 7) / 8;
+    n[pos] = nan;
+    cases.push_back(n);
+  }
+  cases.push_back({-inf, -inf, -inf});
+  cases.push_back({-inf, 0.0f, -inf, 1.0f, 2.0f, -inf, inf, 3.0f, inf});
+  cases.push_back({1000.0f, 999.0f, -1e30f, 1e30f, 1e30f});
+  const float zero = 0.0f;
+  for (int level = kmr::cpu::isa_level(); level >= 0; --level) {
+    kmr::cpu::set_isa_cap(level);
+    for (std::size_t c = 0; c < cases.size(); ++c) {
+      const std::string what = std::string(kmr::cpu::isa_level_name(level)) + " case " + std::to_string(c);
+      const std::vector<float>& y = cases[c];
+      const int64_t ny = int64_t(y.size());
+      std::vector<float> y2(y.size()), zeros(y.size(), 0.0f);
+      for (std::size_t j = 0; j < y.size(); ++j) y2[j] = y[j] * y[j];
+      const float x[2] = {0.0f, 0.0f};
+      auto run = [&](kmr::Genred& r, std::vector<const void*> args) {
+        std::vector<float> out(std::size_t(2 * r.out_dim()));
+        r.run(kmr::DType::Float32, args.data(), args.size(), 2, ny, out.data());
+        for (int s = 0; s < r.out_dim(); ++s)  // both rows alike
+          EXPECT_TRUE(out[s] == out[r.out_dim() + s] || (std::isnan(out[s]) && std::isnan(out[r.out_dim() + s])))
+              << what;
+        return std::vector<float>(out.begin(), out.begin() + r.out_dim());
+      };
+      if (c < cases.size() - 3) {  // the KMin family sorts y^2
+        expect_same(scalar_reduce<kmr::ArgMinReduction<float, 1>>(0, y2), run(amin, {x, y.data()}), what + " ArgMin");
+        expect_same(scalar_reduce<kmr::Min_ArgMinReduction<float, 1>>(0, y2), run(minarg, {x, y.data()}),
+                    what + " Min_ArgMin");
+        expect_same(scalar_reduce<kmr::KMinReduction<float, 1>>(5, y2), run(kmin, {x, y.data()}), what + " KMin");
+        expect_same(scalar_reduce<kmr::ArgKMinReduction<float, 1>>(5, y2), run(akmin, {x, y.data()}),
+                    what + " ArgKMin");
+      }
+      expect_same(scalar_reduce<kmr::LogSumExpReduction<float, 1>>(0, y), run(lse, {&zero, x, zeros.data(), y.data()}),
+                  what + " LogSumExp");
+      if (c >= 2 && c < 6) {  // NaN propagates through the sums
+        EXPECT_TRUE(std::isnan(run(sum, {&zero, x, zeros.data(), y.data()})[0])) << what << " Sum";
+      }
+    }
+  }
+  kmr::cpu::set_isa_cap(-1);
 }

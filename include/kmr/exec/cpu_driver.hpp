@@ -17,9 +17,8 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <vector>
-
 #include <utility>
+#include <vector>
 
 #include "../formula/fwd.hpp"
 #include "../formula/meta.hpp"
@@ -50,9 +49,9 @@ enum CpuKernelStatus : int {
 
 namespace cpu_detail {
 
-constexpr int64_t BLOCK_J = 256;                // j per block accumulator
-constexpr int64_t SUPER_J = 64 * BLOCK_J;       // j per super-block accumulator (SCHEME_BLOCK)
-constexpr int64_t MAX_CHUNK_ROWS = 64;          // i rows that share one pass over a tile of j
+constexpr int64_t BLOCK_J = 256;                 // j per block accumulator
+constexpr int64_t SUPER_J = 64 * BLOCK_J;        // j per super-block accumulator (SCHEME_BLOCK)
+constexpr int64_t MAX_CHUNK_ROWS = 64;           // i rows that share one pass over a tile of j
 constexpr std::size_t CHUNK_ACC_BYTES = 262144;  // scalar accumulators of one row chunk at most (unless 1 row is more)
 constexpr std::size_t TILE_J_BYTES = 32768;      // transposed j data of one tile (stays in L1/L2 while the rows pass)
 constexpr int64_t TASKS_PER_THREAD = 4;
@@ -128,8 +127,8 @@ struct CpuRun {
   int64_t nx, ny;
   int64_t acc_dim, idx_dim, out_dim;
   int64_t rows_per_tile, jchunks, j_per_chunk, chunk_rows, tile_j;
-  const T* yt;      // j-variables transposed: component c of row j at yt[c * ystride + j], zero padded
-  int64_t ystride;  // a multiple of LN
+  const T* yt;          // j-variables transposed: component c of row j at yt[c * ystride + j], zero padded
+  int64_t ystride;      // a multiple of LN
   TA* part_acc;         // [jchunks][nx][acc_dim] when jchunks > 1
   long long* part_idx;  // [jchunks][nx][idx_dim]
   std::atomic<int> failed{0};
@@ -145,7 +144,9 @@ struct CpuRun {
     unroll(std::make_integer_sequence<int, GG>(), [&](auto r) {
       const P* v[L::NV1];
       for (int p = 0; p < L::NV; ++p)
-        v[p] = L::tab.cat[p] == CAT_I ? iv[r] + L::I.off[p] : L::tab.cat[p] == CAT_J ? jv + L::J.off[p] : pv + L::P.off[p];
+        v[p] = L::tab.cat[p] == CAT_I   ? iv[r] + L::I.off[p]
+               : L::tab.cat[p] == CAT_J ? jv + L::J.off[p]
+                                        : pv + L::P.off[p];
       P f[F::DIM];
       F::template eval<P>(f, v);
       if (nvalid == LN) {

@@ -239,14 +239,44 @@ struct PackKMin {
     for (int d = 0; d < DIMF; ++d) {
       auto cand = !(f[d] > P(st.acc[(K - 1) * DIMF + d]));
       if constexpr (MASKED) cand = cand && P::first_lanes(nvalid);
-      if (!simd::any(cand)) continue;
-      alignas(64) T x[L];
-      f[d].store(x);
-      const int n = MASKED ? nvalid : L;
-      T* kth = st.acc + (K - 1) * DIMF + d;  // drops as lanes enter
-      for (int l = 0; l < n; ++l)
-        if (!(x[l] > *kth)) rd.insert(st.acc, st.idx, d, x[l], jabs + l);
+      if (simd::any(cand)) insert_lanes(rd, st, K, d, f[d], jabs, MASKED ? nvalid : L);
     }
+  }
+  // The lanes l < n of x that may enter the list, in j order (out of the hot loop: rare once the
+  // list holds good values).
+  KMR_COLD static void insert_lanes(const Red& rd, State& st, int K, int d, P xp, long long jabs, int n) {
+    alignas(64) T x[L];
+    xp.store(x);
+    const T* kth = st.acc + (K - 1) * DIMF + d;  // drops as lanes enter
+    const T t0 = *kth;
+    unsigned long long cand = 0;  // lanes that pass the first test, found without a branch per lane
+    for (int l = 0; l < n; ++l) cand |= static_cast<unsigned long long>(!(x[l] > t0)) << l;
+    for (; cand; cand &= cand - 1) {
+      const int l = __builtin_ctzll(cand);
+      if (x[l] > *kth) continue;
+      if (x[l] == x[l]) {
+        insert_number(st, K, d, x[l], jabs + l);
+      } else {
+        rd.insert(st.acc, st.idx, d, x[l], jabs + l);  // NaN: the reduction's own order
+      }
+    }
+  }
+  // Inserts a number x (not NaN) of index j, larger than every index in the list (the row's
+  // accumulator only sees its j in increasing order), if it is among the K best: the list is
+  // numbers ascending, then NaNs, then empty slots, so x goes before the first entry that is
+  // not <= x or is empty. Same result as red::kmin_before, with one comparison per slot.
+  KMR_INLINE static void insert_number(State& st, int K, int d, T x, long long j) {
+    T* a = st.acc + d;
+    long long* ix = st.idx + d;
+    int pos = 0;
+    while (pos < K && a[pos * DIMF] <= x && ix[pos * DIMF] != red::NO_INDEX) ++pos;
+    if (pos == K) return;
+    for (int r = K - 1; r > pos; --r) {
+      a[r * DIMF] = a[(r - 1) * DIMF];
+      ix[r * DIMF] = ix[(r - 1) * DIMF];
+    }
+    a[pos * DIMF] = x;
+    ix[pos * DIMF] = j;
   }
   KMR_INLINE void block_end(State&) const {}
   KMR_INLINE void flush(State&, T*, long long*, long long) const {}
@@ -317,11 +347,11 @@ struct PackReducerOf {
   using type = PackFallback<Red, P>;
 };
 
-#define KMR_PACK_REDUCER(RED, ...)                  \
-  template <class T, int D, class A>                \
+#define KMR_PACK_REDUCER(RED, ...)                    \
+  template <class T, int D, class A>                  \
   struct PackReducerOf<RED<T, D>, simd::Pack<T, A>> { \
-    using P = simd::Pack<T, A>;                     \
-    using type = __VA_ARGS__;                       \
+    using P = simd::Pack<T, A>;                       \
+    using type = __VA_ARGS__;                         \
   };
 KMR_PACK_REDUCER(SumReduction, PackSum<SumReduction<T, D>, P>)
 KMR_PACK_REDUCER(SumKahanReduction, PackKahan<SumKahanReduction<T, D>, P>)

@@ -89,24 +89,70 @@ struct Mask {
   KMR_INLINE friend Mask operator!(Mask a) { return {!a.m}; }
 };
 
-template <class T, class A> KMR_INLINE Pack<T, A> operator+(Pack<T, A> a, Pack<T, A> b) { return a.v + b.v; }
-template <class T, class A> KMR_INLINE Pack<T, A> operator-(Pack<T, A> a, Pack<T, A> b) { return a.v - b.v; }
-template <class T, class A> KMR_INLINE Pack<T, A> operator*(Pack<T, A> a, Pack<T, A> b) { return a.v * b.v; }
-template <class T, class A> KMR_INLINE Pack<T, A> operator/(Pack<T, A> a, Pack<T, A> b) { return a.v / b.v; }
-template <class T, class A> KMR_INLINE Pack<T, A> operator-(Pack<T, A> a) { return -a.v; }
-template <class T, class A> KMR_INLINE Mask<T, A> operator<(Pack<T, A> a, Pack<T, A> b) { return {a.v < b.v}; }
-template <class T, class A> KMR_INLINE Mask<T, A> operator<=(Pack<T, A> a, Pack<T, A> b) { return {a.v <= b.v}; }
-template <class T, class A> KMR_INLINE Mask<T, A> operator>(Pack<T, A> a, Pack<T, A> b) { return {a.v > b.v}; }
-template <class T, class A> KMR_INLINE Mask<T, A> operator>=(Pack<T, A> a, Pack<T, A> b) { return {a.v >= b.v}; }
-template <class T, class A> KMR_INLINE Mask<T, A> operator==(Pack<T, A> a, Pack<T, A> b) { return {a.v == b.v}; }
-template <class T, class A> KMR_INLINE Mask<T, A> operator!=(Pack<T, A> a, Pack<T, A> b) { return {a.v != b.v}; }
+template <class T, class A>
+KMR_INLINE Pack<T, A> operator+(Pack<T, A> a, Pack<T, A> b) {
+  return a.v + b.v;
+}
+template <class T, class A>
+KMR_INLINE Pack<T, A> operator-(Pack<T, A> a, Pack<T, A> b) {
+  return a.v - b.v;
+}
+template <class T, class A>
+KMR_INLINE Pack<T, A> operator*(Pack<T, A> a, Pack<T, A> b) {
+  return a.v * b.v;
+}
+template <class T, class A>
+KMR_INLINE Pack<T, A> operator/(Pack<T, A> a, Pack<T, A> b) {
+  return a.v / b.v;
+}
+template <class T, class A>
+KMR_INLINE Pack<T, A> operator-(Pack<T, A> a) {
+  return -a.v;
+}
+template <class T, class A>
+KMR_INLINE Mask<T, A> operator<(Pack<T, A> a, Pack<T, A> b) {
+  return {a.v < b.v};
+}
+template <class T, class A>
+KMR_INLINE Mask<T, A> operator<=(Pack<T, A> a, Pack<T, A> b) {
+  return {a.v <= b.v};
+}
+template <class T, class A>
+KMR_INLINE Mask<T, A> operator>(Pack<T, A> a, Pack<T, A> b) {
+  return {a.v > b.v};
+}
+template <class T, class A>
+KMR_INLINE Mask<T, A> operator>=(Pack<T, A> a, Pack<T, A> b) {
+  return {a.v >= b.v};
+}
+template <class T, class A>
+KMR_INLINE Mask<T, A> operator==(Pack<T, A> a, Pack<T, A> b) {
+  return {a.v == b.v};
+}
+// As in C++, true when either is NaN (xsimd's != is an ordered comparison on some targets).
+template <class T, class A>
+KMR_INLINE Mask<T, A> operator!=(Pack<T, A> a, Pack<T, A> b) {
+  return {!(a.v == b.v)};
+}
 
 // c ? a : b lane by lane
-template <class T, class A> KMR_INLINE Pack<T, A> select(Mask<T, A> c, Pack<T, A> a, Pack<T, A> b) { return xsimd::select(c.m, a.v, b.v); }
-template <class T, class A> KMR_INLINE bool any(Mask<T, A> c) { return xsimd::any(c.m); }
-template <class T, class A> KMR_INLINE Mask<T, A> isnan(Pack<T, A> a) { return {a.v != a.v}; }
+template <class T, class A>
+KMR_INLINE Pack<T, A> select(Mask<T, A> c, Pack<T, A> a, Pack<T, A> b) {
+  return xsimd::select(c.m, a.v, b.v);
+}
+template <class T, class A>
+KMR_INLINE bool any(Mask<T, A> c) {
+  return xsimd::any(c.m);
+}
+template <class T, class A>
+KMR_INLINE Mask<T, A> isnan(Pack<T, A> a) {
+  return {xsimd::isnan(a.v)};
+}
 // Sum of the lanes.
-template <class T, class A> KMR_INLINE T hsum(Pack<T, A> a) { return xsimd::hadd(a.v); }
+template <class T, class A>
+KMR_INLINE T hsum(Pack<T, A> a) {
+  return xsimd::hadd(a.v);
+}
 // Largest lane (NaN lanes ignored unless all are NaN).
 template <class T, class A>
 KMR_INLINE T hmax(Pack<T, A> a) {
@@ -118,15 +164,42 @@ KMR_INLINE T hmax(Pack<T, A> a) {
 }
 
 // The helpers of formula/math.hpp on packs (same semantics, NaN kept where they keep it).
-template <class T, class A> KMR_INLINE Pack<T, A> vexp(Pack<T, A> x) { return xsimd::exp(x.v); }
-template <class T, class A> KMR_INLINE Pack<T, A> vlog(Pack<T, A> x) { return xsimd::log(x.v); }
-template <class T, class A> KMR_INLINE Pack<T, A> vsqrt(Pack<T, A> x) { return xsimd::sqrt(x.v); }
-template <class T, class A> KMR_INLINE Pack<T, A> vrsqrt(Pack<T, A> x) { return Pack<T, A>(T(1)).v / xsimd::sqrt(x.v); }
-template <class T, class A> KMR_INLINE Pack<T, A> vsin(Pack<T, A> x) { return xsimd::sin(x.v); }
-template <class T, class A> KMR_INLINE Pack<T, A> vcos(Pack<T, A> x) { return xsimd::cos(x.v); }
-template <class T, class A> KMR_INLINE Pack<T, A> vatan(Pack<T, A> x) { return xsimd::atan(x.v); }
-template <class T, class A> KMR_INLINE Pack<T, A> vabs(Pack<T, A> x) { return xsimd::abs(x.v); }
-template <class T, class A> KMR_INLINE Pack<T, A> vfloor(Pack<T, A> x) { return xsimd::floor(x.v); }
+template <class T, class A>
+KMR_INLINE Pack<T, A> vexp(Pack<T, A> x) {
+  return xsimd::exp(x.v);
+}
+template <class T, class A>
+KMR_INLINE Pack<T, A> vlog(Pack<T, A> x) {
+  return xsimd::log(x.v);
+}
+template <class T, class A>
+KMR_INLINE Pack<T, A> vsqrt(Pack<T, A> x) {
+  return xsimd::sqrt(x.v);
+}
+template <class T, class A>
+KMR_INLINE Pack<T, A> vrsqrt(Pack<T, A> x) {
+  return Pack<T, A>(T(1)).v / xsimd::sqrt(x.v);
+}
+template <class T, class A>
+KMR_INLINE Pack<T, A> vsin(Pack<T, A> x) {
+  return xsimd::sin(x.v);
+}
+template <class T, class A>
+KMR_INLINE Pack<T, A> vcos(Pack<T, A> x) {
+  return xsimd::cos(x.v);
+}
+template <class T, class A>
+KMR_INLINE Pack<T, A> vatan(Pack<T, A> x) {
+  return xsimd::atan(x.v);
+}
+template <class T, class A>
+KMR_INLINE Pack<T, A> vabs(Pack<T, A> x) {
+  return xsimd::abs(x.v);
+}
+template <class T, class A>
+KMR_INLINE Pack<T, A> vfloor(Pack<T, A> x) {
+  return xsimd::floor(x.v);
+}
 template <class T, class A>
 KMR_INLINE Pack<T, A> vstep(Pack<T, A> x) {  // 1 if x >= 0 else 0
   return select(x >= Pack<T, A>(T(0)), Pack<T, A>(T(1)), Pack<T, A>(T(0)));
@@ -188,26 +261,76 @@ struct Pack {
   KMR_INLINE Pack& operator/=(Pack b) { return v /= b.v, *this; }
 };
 
-template <class T, class A> KMR_INLINE Pack<T, A> operator+(Pack<T, A> a, Pack<T, A> b) { return Pack<T, A>(a.v + b.v); }
-template <class T, class A> KMR_INLINE Pack<T, A> operator-(Pack<T, A> a, Pack<T, A> b) { return Pack<T, A>(a.v - b.v); }
-template <class T, class A> KMR_INLINE Pack<T, A> operator*(Pack<T, A> a, Pack<T, A> b) { return Pack<T, A>(a.v * b.v); }
-template <class T, class A> KMR_INLINE Pack<T, A> operator/(Pack<T, A> a, Pack<T, A> b) { return Pack<T, A>(a.v / b.v); }
-template <class T, class A> KMR_INLINE Pack<T, A> operator-(Pack<T, A> a) { return Pack<T, A>(-a.v); }
-template <class T, class A> KMR_INLINE Mask<T, A> operator<(Pack<T, A> a, Pack<T, A> b) { return {a.v < b.v}; }
-template <class T, class A> KMR_INLINE Mask<T, A> operator<=(Pack<T, A> a, Pack<T, A> b) { return {a.v <= b.v}; }
-template <class T, class A> KMR_INLINE Mask<T, A> operator>(Pack<T, A> a, Pack<T, A> b) { return {a.v > b.v}; }
-template <class T, class A> KMR_INLINE Mask<T, A> operator>=(Pack<T, A> a, Pack<T, A> b) { return {a.v >= b.v}; }
-template <class T, class A> KMR_INLINE Mask<T, A> operator==(Pack<T, A> a, Pack<T, A> b) { return {a.v == b.v}; }
-template <class T, class A> KMR_INLINE Mask<T, A> operator!=(Pack<T, A> a, Pack<T, A> b) { return {a.v != b.v}; }
-template <class T, class A> KMR_INLINE Pack<T, A> select(Mask<T, A> c, Pack<T, A> a, Pack<T, A> b) { return c.m ? a : b; }
-template <class T, class A> KMR_INLINE bool any(Mask<T, A> c) { return c.m; }
-template <class T, class A> KMR_INLINE Mask<T, A> isnan(Pack<T, A> a) { return {a.v != a.v}; }
-template <class T, class A> KMR_INLINE T hsum(Pack<T, A> a) { return a.v; }
-template <class T, class A> KMR_INLINE T hmax(Pack<T, A> a) { return a.v; }
+template <class T, class A>
+KMR_INLINE Pack<T, A> operator+(Pack<T, A> a, Pack<T, A> b) {
+  return Pack<T, A>(a.v + b.v);
+}
+template <class T, class A>
+KMR_INLINE Pack<T, A> operator-(Pack<T, A> a, Pack<T, A> b) {
+  return Pack<T, A>(a.v - b.v);
+}
+template <class T, class A>
+KMR_INLINE Pack<T, A> operator*(Pack<T, A> a, Pack<T, A> b) {
+  return Pack<T, A>(a.v * b.v);
+}
+template <class T, class A>
+KMR_INLINE Pack<T, A> operator/(Pack<T, A> a, Pack<T, A> b) {
+  return Pack<T, A>(a.v / b.v);
+}
+template <class T, class A>
+KMR_INLINE Pack<T, A> operator-(Pack<T, A> a) {
+  return Pack<T, A>(-a.v);
+}
+template <class T, class A>
+KMR_INLINE Mask<T, A> operator<(Pack<T, A> a, Pack<T, A> b) {
+  return {a.v < b.v};
+}
+template <class T, class A>
+KMR_INLINE Mask<T, A> operator<=(Pack<T, A> a, Pack<T, A> b) {
+  return {a.v <= b.v};
+}
+template <class T, class A>
+KMR_INLINE Mask<T, A> operator>(Pack<T, A> a, Pack<T, A> b) {
+  return {a.v > b.v};
+}
+template <class T, class A>
+KMR_INLINE Mask<T, A> operator>=(Pack<T, A> a, Pack<T, A> b) {
+  return {a.v >= b.v};
+}
+template <class T, class A>
+KMR_INLINE Mask<T, A> operator==(Pack<T, A> a, Pack<T, A> b) {
+  return {a.v == b.v};
+}
+template <class T, class A>
+KMR_INLINE Mask<T, A> operator!=(Pack<T, A> a, Pack<T, A> b) {
+  return {a.v != b.v};
+}
+template <class T, class A>
+KMR_INLINE Pack<T, A> select(Mask<T, A> c, Pack<T, A> a, Pack<T, A> b) {
+  return c.m ? a : b;
+}
+template <class T, class A>
+KMR_INLINE bool any(Mask<T, A> c) {
+  return c.m;
+}
+template <class T, class A>
+KMR_INLINE Mask<T, A> isnan(Pack<T, A> a) {
+  return {a.v != a.v};
+}
+template <class T, class A>
+KMR_INLINE T hsum(Pack<T, A> a) {
+  return a.v;
+}
+template <class T, class A>
+KMR_INLINE T hmax(Pack<T, A> a) {
+  return a.v;
+}
 
-#define KMR_PACK_UNARY(name)   \
-  template <class T, class A> \
-  KMR_INLINE Pack<T, A> name(Pack<T, A> x) { return Pack<T, A>(::kmr::name(x.v)); }
+#define KMR_PACK_UNARY(name)                 \
+  template <class T, class A>                \
+  KMR_INLINE Pack<T, A> name(Pack<T, A> x) { \
+    return Pack<T, A>(::kmr::name(x.v));     \
+  }
 KMR_PACK_UNARY(vexp)
 KMR_PACK_UNARY(vlog)
 KMR_PACK_UNARY(vsqrt)
@@ -223,11 +346,17 @@ KMR_PACK_UNARY(vrelu)
 KMR_PACK_UNARY(vxlogx)
 #undef KMR_PACK_UNARY
 template <class T, class A>
-KMR_INLINE Pack<T, A> vifelse(Pack<T, A> c, Pack<T, A> a, Pack<T, A> b) { return Pack<T, A>(::kmr::vifelse(c.v, a.v, b.v)); }
+KMR_INLINE Pack<T, A> vifelse(Pack<T, A> c, Pack<T, A> a, Pack<T, A> b) {
+  return Pack<T, A>(::kmr::vifelse(c.v, a.v, b.v));
+}
 template <class T, class A>
-KMR_INLINE Pack<T, A> vclamp(Pack<T, A> x, Pack<T, A> a, Pack<T, A> b) { return Pack<T, A>(::kmr::vclamp(x.v, a.v, b.v)); }
+KMR_INLINE Pack<T, A> vclamp(Pack<T, A> x, Pack<T, A> a, Pack<T, A> b) {
+  return Pack<T, A>(::kmr::vclamp(x.v, a.v, b.v));
+}
 template <class T, class A>
-KMR_INLINE Pack<T, A> vinterior(Pack<T, A> x, Pack<T, A> a, Pack<T, A> b) { return Pack<T, A>(::kmr::vinterior(x.v, a.v, b.v)); }
+KMR_INLINE Pack<T, A> vinterior(Pack<T, A> x, Pack<T, A> a, Pack<T, A> b) {
+  return Pack<T, A>(::kmr::vinterior(x.v, a.v, b.v));
+}
 
 #endif
 
