@@ -35,6 +35,16 @@
 
 namespace {
 
+// Before any test: the wheel's NVRTC (found by CMake), the source headers, no log lines.
+const bool kEnvironment = [] {
+#ifdef KMR_TEST_NVRTC
+  setenv("KMR_NVRTC", KMR_TEST_NVRTC, 0);
+#endif
+  setenv("KMR_INCLUDE_DIR", KMR_TEST_INCLUDE_DIR, 0);
+  setenv("KMR_QUIET", "1", 0);
+  return true;
+}();
+
 std::string read(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream s;
