@@ -192,8 +192,23 @@ void set_nvrtc_hint(const std::string& path) {
   hint() = path;
 }
 
+// Loaded once; a failed search is tried again when a new hint arrives (the
+// Python package may hand one after something asked for NVRTC). Failed
+// attempts are kept alive: references to them stay valid.
 const NvrtcApi& nvrtc_api() {
-  static const NvrtcApi* api = new NvrtcApi(load());
+  static std::mutex mu;
+  static const NvrtcApi* api = nullptr;
+  static std::string tried_hint;
+  std::lock_guard<std::mutex> lock(mu);
+  std::string h;
+  {
+    std::lock_guard<std::mutex> hl(hint_mutex());
+    h = hint();
+  }
+  if (!api || (!api->loaded && h != tried_hint)) {
+    tried_hint = h;
+    api = new NvrtcApi(load());
+  }
   return *api;
 }
 
