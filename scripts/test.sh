@@ -19,8 +19,8 @@ rm -rf "$KMR_CACHE_DIR"
 echo "== ctest =="
 ctest --test-dir build/ci --output-on-failure -j "$JOBS"
 
-echo "== ctest under ASan+UBSan =="
-cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKMR_SANITIZE=ON -DKMR_BUILD_TESTS=ON \
+echo "== ctest under ASan+UBSan (and the CUDA-less build: KMR_CUDA=OFF) =="
+cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKMR_SANITIZE=ON -DKMR_BUILD_TESTS=ON -DKMR_CUDA=OFF \
   -DKMR_PRECOMPILED='^(gauss|gauss_gx|sqdist_argkmin|lse)$' -DKMR_PRECOMPILED_DTYPES=double > /dev/null
 cmake --build build/asan -j "$JOBS"
 ASAN_OPTIONS=detect_leaks=0 ctest --test-dir build/asan --output-on-failure -j "$JOBS" -E 'Registry'

@@ -358,9 +358,11 @@ TEST(CudaNvrtc, CompileErrorNamesTheSourceAndShowsTheLog) {
   }
 }
 
-#ifdef KMR_TEST_NVCC
 // The translation unit NVRTC compiles is valid for nvcc too (same header, same source).
 TEST(CudaNvcc, GeneratedSourceCompilesWithNvcc) {
+#ifndef KMR_TEST_NVCC
+  GTEST_SKIP() << "nvcc was not found when libkmr was configured (KMR_CUDA=AUTO without a CUDA toolkit, or OFF)";
+#else
   const kmr::Genred grad(std::string("Grad(") + kFormula + ",Y,E)", [] {
     auto a = kAliases;
     a.push_back("E = Vi(2)");
@@ -383,8 +385,18 @@ TEST(CudaNvcc, GeneratedSourceCompilesWithNvcc) {
     EXPECT_NE(read(out).find(".entry kmr_cuda_kernel("), std::string::npos);
     std::remove(out.c_str());
   }
-}
 #endif
+}
+
+TEST(CudaInfo, BuiltWithoutCudaSaysSo) {
+  if (KMR_TEST_WITH_CUDA) GTEST_SKIP() << "this libkmr has the CUDA backend (KMR_CUDA is not OFF)";
+  const kmr::cuda::Info in = kmr::cuda::info();
+  EXPECT_FALSE(in.compiled);
+  EXPECT_NE(in.driver_error.find("KMR_CUDA=OFF"), std::string::npos) << in.driver_error;
+  EXPECT_NE(in.nvrtc_error.find("KMR_CUDA=OFF"), std::string::npos) << in.nvrtc_error;
+  const kmr::Genred g("SqDist(X,Y)", {"X = Vi(3)", "Y = Vj(3)"}, "Min", 1);
+  EXPECT_THROW(g.prepare_cuda(kmr::DType::Float32, 90), kmr::Error);
+}
 
 TEST(CudaErrors, GpuRequestedWithoutAGpuSaysWhatIsMissing) {
   if (kmr::cuda::gpu_available()) GTEST_SKIP() << "this machine has a GPU";
