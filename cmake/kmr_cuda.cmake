@@ -14,6 +14,9 @@ set(KMR_CUDA_ARCHS "80;90" CACHE STRING
     "Compute capabilities of the AOT CUDA kernels: SASS for each, PTX for the newest (e.g. '80;90', '90')")
 set(KMR_CUDA_PRECOMPILED "" CACHE STRING
     "Regex over manifest entry names to compile ahead of time for CUDA (empty: as KMR_PRECOMPILED; NONE: none)")
+set(KMR_CUDA_PRECOMPILED_DTYPES "float" CACHE STRING
+    "Value types of the AOT CUDA kernels (default float: float64 GPU kernels are compiled by NVRTC on first use, \
+which halves nvcc's share of the build; 'float;double' for both)")
 set(KMR_NVCC "" CACHE FILEPATH "nvcc for the AOT CUDA kernels (empty: $CUDACXX, $CUDA_HOME/bin, PATH, /usr/local/cuda/bin)")
 
 set(KMR_CUDA_LIB_SOURCES
@@ -118,7 +121,7 @@ else()
         set(_cpp ${_dir}/cu_${_name}.cpp)
         set(_fatbin ${_dir}/cu_${_name}.fatbin)
         add_custom_command(OUTPUT ${_cu} ${_cpp}
-                           COMMAND kmr_codegen cuda-entry ${KMR_MANIFEST} ${_name} "${KMR_PRECOMPILED_DTYPES}" ${_cu}
+                           COMMAND kmr_codegen cuda-entry ${KMR_MANIFEST} ${_name} "${KMR_CUDA_PRECOMPILED_DTYPES}" ${_cu}
                                    ${_cpp} ${_fatbin}
                            DEPENDS kmr_codegen ${KMR_MANIFEST}
                            COMMENT "kmr: generating CUDA kernels '${_name}'" VERBATIM)
@@ -153,8 +156,9 @@ list(APPEND KMR_CUDA_LIB_SOURCES ${_cuda_table})
 # For tests/cpp: what the CUDA tests may use.
 set_property(GLOBAL PROPERTY KMR_WITH_CUDA ${KMR_WITH_CUDA})
 set_property(GLOBAL PROPERTY KMR_CUDA_NVCC "${KMR_CUDA_NVCC}")
-set(_same 0)
+set(_same 0)  # the AOT kernels are the CPU precompiled set, in KMR_CUDA_PRECOMPILED_DTYPES
 if(KMR_CUDA_PRECOMPILED STREQUAL "" OR KMR_CUDA_PRECOMPILED STREQUAL KMR_PRECOMPILED)
   set(_same 1)
 endif()
 set_property(GLOBAL PROPERTY KMR_CUDA_SAME_SET ${_same})
+set_property(GLOBAL PROPERTY KMR_CUDA_PRECOMPILED_DTYPES "${KMR_CUDA_PRECOMPILED_DTYPES}")
