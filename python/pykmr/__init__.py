@@ -14,3 +14,12 @@ def cmake_prefix_path() -> str:
 
 
 __all__ += ["cmake_prefix_path"]
+
+
+def __getattr__(name):
+    """pykmr.torch and pykmr.numpy load on first use (torch is an optional dependency)."""
+    if name in ("torch", "numpy"):
+        import importlib
+
+        return importlib.import_module(f"pykmr.{name}")
+    raise AttributeError(f"module 'pykmr' has no attribute '{name}'")

@@ -49,10 +49,12 @@ def parse_alias(text: str) -> Alias | None:
 def parse_output(output) -> tuple[int, int]:
     """The output alias of generic_* ("A = Vi(2)", "A = Vx(2)", "A = Vj(3)"): (axis, dim)."""
     if not isinstance(output, str):
-        raise TypeError(f"pykmr: the output alias must be a string like 'A = Vi(2)', got {type(output).__name__}")
+        raise TypeError(f"pykmr: the output alias must be a string like 'A = Vi(2)', got "
+                        f"{type(output).__name__}")
     a = parse_alias(output)
     if a is None:
-        raise ValueError(f"pykmr: malformed output alias '{output}': expected 'NAME = Vi(dim)' or 'NAME = Vj(dim)'")
+        raise ValueError(f"pykmr: malformed output alias '{output}': expected 'NAME = Vi(dim)' or "
+                         "'NAME = Vj(dim)'")
     if a.cat == 2:
         raise ValueError(f"pykmr: the output alias '{output}' must be Vi/Vx (one row per i) or Vj/Vy, not Pm")
     if a.dim < 1:
@@ -193,8 +195,8 @@ class GenredCore:
                 continue
             n_name = "nx" if cat == 0 else "ny"
             if len(shape) >= 3:
-                raise ValueError(f"pykmr: {label} is {len(shape)}-D with shape {tuple(shape)}: batch dimensions "
-                                 f"are not supported yet, pass a 2-D array [{n_name}, {dim}]")
+                raise ValueError(f"pykmr: {label} is {len(shape)}-D with shape {tuple(shape)}: batch "
+                                 f"dimensions are not supported yet, pass a 2-D array [{n_name}, {dim}]")
             if len(shape) != 2:
                 raise ValueError(f"pykmr: {label} must be 2-D [{n_name}, {dim}], got shape {tuple(shape)}"
                                  + (f" (reshape it to (-1, {dim}))" if len(shape) == 1 else ""))
@@ -206,25 +208,25 @@ class GenredCore:
                 sizes[cat] = (shape[0], p)
             elif first[0] != shape[0]:
                 kind = "i-variables" if cat == 0 else "j-variables"
-                raise ValueError(f"pykmr: {kind} must have the same number of rows: {self.labels[first[1]]} has "
-                                 f"{first[0]}, {label} has {shape[0]}")
+                raise ValueError(f"pykmr: {kind} must have the same number of rows: "
+                                 f"{self.labels[first[1]]} has {first[0]}, {label} has {shape[0]}")
         return tuple(1 if s is None else s[0] for s in sizes)
 
     def check_dtypes(self, dtypes) -> str:
-        """dtypes: a dtype name per array argument (None for Python numbers). Returns 'float32' or 'float64'."""
+        """dtypes: a dtype name per argument (None for Python numbers). Returns 'float32' or 'float64'."""
         common, first = None, None
         for p, dt in enumerate(dtypes):
             if dt is None:
                 continue
             if dt not in ("float32", "float64"):
                 kind = "integer" if "int" in dt else "unsupported"
-                raise TypeError(f"pykmr: {self.labels[p]} has {kind} dtype {dt}: pykmr computes in float32 or "
-                                "float64, convert it first")
+                raise TypeError(f"pykmr: {self.labels[p]} has {kind} dtype {dt}: pykmr computes in float32 "
+                                "or float64, convert it first")
             if common is None:
                 common, first = dt, p
             elif dt != common:
-                raise TypeError(f"pykmr: mixed dtypes: {self.labels[first]} is {common} but {self.labels[p]} is "
-                                f"{dt}; convert them to one dtype")
+                raise TypeError(f"pykmr: mixed dtypes: {self.labels[first]} is {common} but {self.labels[p]} "
+                                f"is {dt}; convert them to one dtype")
         return common
 
     def out_rows(self, nx, ny):
@@ -236,8 +238,8 @@ class GenredCore:
 # ---------------------------------------------------------------------------------------------------------
 def check_call_options(backend, device_id, ranges):
     if ranges is not None:
-        raise NotImplementedError("pykmr: ranges (block-sparse reductions) are not supported yet; call without "
-                                  "ranges=")
+        raise NotImplementedError("pykmr: ranges (block-sparse reductions) are not supported yet; call "
+                                  "without ranges=")
     if not isinstance(backend, str) or not re.fullmatch(r"auto|CPU|GPU(_[12]D)?(_host|_device)?", backend):
         raise ValueError(f"pykmr: backend must be 'auto', 'CPU' or 'GPU', got {backend!r}")
     if isinstance(device_id, bool) or not isinstance(device_id, int):

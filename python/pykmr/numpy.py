@@ -1,7 +1,8 @@
 """pykmr on numpy arrays: the API of pykeops.numpy (Genred, generic_sum...), without autograd.
 
     from pykmr.numpy import generic_sum
-    conv = generic_sum("Exp(-G*SqDist(X,Y)) * B", "A = Vi(2)", "G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(2)")
+    conv = generic_sum("Exp(-G*SqDist(X,Y)) * B", "A = Vi(2)",
+                       "G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(2)")
     a = conv(np.array([2.0]), x, y, b)      # x: [N, 3], y: [M, 3], b: [M, 2] -> a: [N, 2]
 """
 
@@ -22,8 +23,10 @@ from pykmr.common import (
     make_generic,
     postprocess,
 )
+from pykmr.kernels import Kernel, kernel_product  # one implementation for both front ends
 
-__all__ = ["Genred", "generic_sum", "generic_logsumexp", "generic_argmin", "generic_argkmin"]
+__all__ = ["Genred", "generic_sum", "generic_logsumexp", "generic_argmin", "generic_argkmin", "Kernel",
+           "kernel_product"]
 
 
 class Genred:
@@ -32,7 +35,8 @@ class Genred:
     def __init__(self, formula, aliases, reduction_op="Sum", axis=0, opt_arg=None, formula2=None,
                  dtype_acc="auto", sum_scheme="auto", **keops_options):
         dtype_acc = keops_options_to_dtype_acc(keops_options, dtype_acc)
-        self._core = GenredCore(formula, aliases, reduction_op, axis, opt_arg, formula2, dtype_acc, sum_scheme)
+        self._core = GenredCore(formula, aliases, reduction_op, axis, opt_arg, formula2, dtype_acc,
+                                sum_scheme)
 
     def __call__(self, *args, backend="auto", device_id=-1, ranges=None, out=None):
         core = self._core

@@ -6,7 +6,6 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
-
 from pykmr.common import parse_alias
 
 F64 = torch.float64

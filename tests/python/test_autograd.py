@@ -6,12 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers import F64, warm_up
+from pykmr.torch import Genred
 from torch.autograd import gradcheck, gradgradcheck
 
-from pykmr.torch import Genred
-
 N, M = 5, 4
-GXYB = ["G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(2)"]
+GXYB = ["G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(3)"]  # the dims of test_examples: shared compiles
 
 # The seed kernels, spelled as in the precompiled manifest (their first-order gradients never compile).
 KERNELS = {
@@ -25,7 +24,7 @@ KERNELS = {
 
 def kernel_inputs(aliases):
     g = torch.tensor([0.7], dtype=F64)
-    x, y, b = torch.rand(N, 3, dtype=F64), torch.rand(M, 3, dtype=F64), torch.rand(M, 2, dtype=F64)
+    x, y, b = torch.rand(N, 3, dtype=F64), torch.rand(M, 3, dtype=F64), torch.rand(M, 3, dtype=F64)
     return [g, x, y, b] if len(aliases) == 4 else [x, y, b]
 
 
@@ -71,7 +70,8 @@ ALIASES = ["G = Pm(1)", "X = Vi(2)", "Y = Vj(2)", "B = Vj(2)"]
 def red_inputs():
     # points spread enough that Min/Max/KMin have no near-ties (the gradient is the selected branch's)
     x = torch.rand(N, 2, dtype=F64) * 2 - 1
-    y = torch.linspace(-1, 1, M, dtype=F64)[:, None] * torch.tensor([1.0, 0.7], dtype=F64) + 0.01 * torch.rand(M, 2)
+    y = torch.linspace(-1, 1, M, dtype=F64)[:, None] * torch.tensor([1.0, 0.7], dtype=F64)
+    y = y + 0.01 * torch.rand(M, 2, dtype=F64)
     return [torch.tensor([0.8], dtype=F64), x, y, torch.rand(M, 2, dtype=F64) + 0.5]
 
 
@@ -96,14 +96,22 @@ def values_of(routine):
     return fn
 
 
+RED_IDS = [f"{r[0]}{'_weights' if r[2] and r[0] == 'LogSumExp' else ''}" for r in REDS]
+
+
 @pytest.mark.parametrize("axis", [1, 0])
-@pytest.mark.parametrize("red, formula, formula2, k", REDS,
-                         ids=[f"{r[0]}{'_weights' if r[2] and r[0] == 'LogSumExp' else ''}" for r in REDS])
+@pytest.mark.parametrize("red, formula, formula2, k", REDS, ids=RED_IDS)
 def test_reduction_gradcheck(red, formula, formula2, k, axis, seed):
+    """First order w.r.t. every input (parameter included), both axes."""
     routine = Genred(formula, ALIASES, red, axis=axis, opt_arg=k, formula2=formula2)
-    inputs = red_inputs()
-    wrt = (0, 1, 2, 3) if formula2 else (0, 1, 2)
-    check(values_of(routine), inputs, wrt=wrt)
+    check(values_of(routine), red_inputs(), wrt=(0, 1, 2, 3) if formula2 else (0, 1, 2), second_order=False)
+
+
+@pytest.mark.parametrize("red, formula, formula2, k", REDS, ids=RED_IDS)
+def test_reduction_gradgradcheck(red, formula, formula2, k, seed):
+    """Second order w.r.t. the points (each second-order formula is one more compile: kept to x, y)."""
+    routine = Genred(formula, ALIASES, red, axis=1, opt_arg=k, formula2=formula2)
+    check(values_of(routine), red_inputs(), wrt=(1, 2))
 
 
 def test_min_gradient_is_the_selected_pairs(seed):
@@ -138,7 +146,7 @@ def test_third_order_against_dense(seed):
 
 def test_parameter_gradient_summed_over_rows(seed):
     g = torch.tensor([0.9], dtype=F64, requires_grad=True)
-    x, y, b = torch.rand(N, 3, dtype=F64), torch.rand(M, 3, dtype=F64), torch.rand(M, 2, dtype=F64)
+    x, y, b = torch.rand(N, 3, dtype=F64), torch.rand(M, 3, dtype=F64), torch.rand(M, 3, dtype=F64)
     routine = Genred("Exp(-G*SqDist(X,Y))*B", GXYB, axis=1)
     (got,) = torch.autograd.grad(routine(g, x, y, b).sum(), g)
     (want,) = torch.autograd.grad((torch.exp(-g * ((x[:, None] - y[None]) ** 2).sum(-1)) @ b).sum(), g)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers import F64, broadcast, make_data, warm_up
-
 from pykmr.torch import Genred
 
 N, M = 7, 5
@@ -67,7 +66,8 @@ OPS = [
     op("powf", "Powf(X+Y,Y)", lambda v: (v["X"] + v["Y"]) ** v["Y"], domain="pos"),
     op("clamp", "Clamp(X,Y-0.5,Y+0.5)",
        lambda v: torch.minimum(torch.maximum(v["X"], v["Y"] - 0.5), v["Y"] + 0.5)),
-    op("ifelse", "IfElse(X-Y,X*Y,X+Y)", lambda v: torch.where(v["X"] >= v["Y"], v["X"] * v["Y"], v["X"] + v["Y"])),
+    op("ifelse", "IfElse(X-Y,X*Y,X+Y)",
+       lambda v: torch.where(v["X"] >= v["Y"], v["X"] * v["Y"], v["X"] + v["Y"])),
     op("mod", "Mod(3*X,Y,0.25)", lambda v: 3 * v["X"] - v["Y"] * torch.floor((3 * v["X"] - 0.25) / v["Y"]),
        aliases=["X = Vi(3)", "Y = Vj(3)"], domain="pos"),
     # vector ops
@@ -81,13 +81,16 @@ OPS = [
     op("sqdist", "SqDist(X,Y)", lambda v: sq(v["X"] - v["Y"])),
     op("weightedsqnorm_scalar", "WeightedSqNorm(S,X-Y)", lambda v: v["S"] * sq(v["X"] - v["Y"]),
        ["S = Vj(1)"] + XY, grads=("S", "X")),
-    op("weightedsqnorm_diag", "WeightedSqNorm(S,X-Y)", lambda v: (v["S"] * (v["X"] - v["Y"]) ** 2).sum(-1, True),
+    op("weightedsqnorm_diag", "WeightedSqNorm(S,X-Y)",
+       lambda v: (v["S"] * (v["X"] - v["Y"]) ** 2).sum(-1, True),
        ["S = Vj(3)"] + XY, grads=("S", "X")),
     op("weightedsqnorm_full", "WeightedSqNorm(S,X-Y)",
-       lambda v: torch.einsum("nmr,nmrc,nmc->nm", v["X"] - v["Y"], v["S"].reshape(1, M, 3, 3).expand(N, M, 3, 3),
+       lambda v: torch.einsum("nmr,nmrc,nmc->nm", v["X"] - v["Y"],
+                              v["S"].reshape(1, M, 3, 3).expand(N, M, 3, 3),
                               (v["X"] - v["Y"]).expand(N, M, 3))[..., None].contiguous(),
        ["S = Vj(9)"] + XY, grads=("S", "X")),
-    op("weightedsqdist_param", "WeightedSqDist(P,X,Y)", lambda v: (v["P"] * (v["X"] - v["Y"]) ** 2).sum(-1, True),
+    op("weightedsqdist_param", "WeightedSqDist(P,X,Y)",
+       lambda v: (v["P"] * (v["X"] - v["Y"]) ** 2).sum(-1, True),
        ["P = Pm(3)"] + XY, grads=("P", "X"), domain="pos"),
     op("concat", "Concat(X,Y*X)", lambda v: torch.cat([v["X"].expand(N, M, 3), v["Y"] * v["X"]], -1)),
     op("extract", "Extract(X*Y,1,2)", lambda v: (v["X"] * v["Y"])[..., 1:3], grads=("X",)),
@@ -96,14 +99,17 @@ OPS = [
     op("elemt", "ElemT(Sum(X*Y),2,4)", lambda v: place((v["X"] * v["Y"]).sum(-1, True), 2, 4)),
     op("matvecmult", "MatVecMult(S,X)", lambda v: (v["S"].reshape(1, M, 2, 3) @ v["X"][..., None])[..., 0],
        ["X = Vi(3)", "S = Vj(6)"], grads=("S", "X")),
-    op("vecmatmult", "VecMatMult(X,S)", lambda v: (v["X"][..., None, :] @ v["S"].reshape(1, M, 3, 2))[..., 0, :],
+    op("vecmatmult", "VecMatMult(X,S)",
+       lambda v: (v["X"][..., None, :] @ v["S"].reshape(1, M, 3, 2))[..., 0, :],
        ["X = Vi(3)", "S = Vj(6)"], grads=("S", "X")),
-    op("tensorprod", "TensorProd(X,Y)", lambda v: (v["X"][..., :, None] * v["Y"][..., None, :]).reshape(N, M, 9)),
+    op("tensorprod", "TensorProd(X,Y)",
+       lambda v: (v["X"][..., :, None] * v["Y"][..., None, :]).reshape(N, M, 9)),
     # a gradient inside a formula: d/dX <|X - Y|^2, E> = 2 (X - Y) E
     op("grad", "Grad(SqDist(X,Y),X,E)", lambda v: 2 * (v["X"] - v["Y"]) * v["E"], XY + ["E = Vj(1)"],
        grads=("X", "E")),
     # variables written in the formula itself, older spellings
-    op("inline_vars", "Exp(-SqDist(Vi(0,3),Vj(1,3)))", lambda v: torch.exp(-sq(v["X"] - v["Y"])), grads=("X",)),
+    op("inline_vars", "Exp(-SqDist(Vi(0,3),Vj(1,3)))", lambda v: torch.exp(-sq(v["X"] - v["Y"])),
+       grads=("X",)),
     op("vx_vy", "Exp(X*Y)", lambda v: torch.exp(v["X"] * v["Y"]), ["X = Vx(3)", "Y = Vy(3)"], grads=("X",)),
 ]
 
@@ -115,8 +121,9 @@ def names(aliases):
 def compute(formula, aliases, ref, grads, domain):
     """pykmr's and torch's sum over j and their gradients (for the weights w) w.r.t. `grads`."""
     data = make_data(aliases, N, M, domain, requires_grad=True)
-    args = [data[k] for k in names(aliases)] if "Vi(0" not in formula else [data["X"], data["Y"]]
-    routine = Genred(formula, aliases if "Vi(0" not in formula else [], "Sum", axis=1)
+    args = [data[k] for k in names(aliases)]
+    inline = "Vi(0," in formula  # variables written in the formula: no alias (the data follow XY)
+    routine = Genred(formula, [] if inline else aliases, "Sum", axis=1)
     got = routine(*args)
     want = ref(broadcast(aliases, data)).sum(1)
     w = torch.rand_like(want)

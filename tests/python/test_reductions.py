@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers import F64, warm_up
-
 from pykmr.torch import Genred
 
 N, M, K = 6, 5, 3
@@ -48,8 +47,8 @@ def reference(red, f, fs, w, r):
     raise AssertionError(red)
 
 
-CASES = ["Sum", "Min", "Max", "ArgMin", "ArgMax", "Min_ArgMin", "Max_ArgMax", "KMin", "ArgKMin", "KMin_ArgKMin",
-         "LogSumExp", "LogSumExp_w", "SumSoftMaxWeight"]
+CASES = ["Sum", "Min", "Max", "ArgMin", "ArgMax", "Min_ArgMin", "Max_ArgMax", "KMin", "ArgKMin",
+         "KMin_ArgKMin", "LogSumExp", "LogSumExp_w", "SumSoftMaxWeight"]
 
 
 def routine(red, axis):
@@ -60,7 +59,8 @@ def routine(red, axis):
 
 
 def data(dtype=F64):
-    return torch.rand(N, 2, dtype=dtype) * 2 - 1, torch.rand(M, 2, dtype=dtype) * 2 - 1, torch.rand(M, 2, dtype=dtype)
+    x, y = torch.rand(N, 2, dtype=dtype) * 2 - 1, torch.rand(M, 2, dtype=dtype) * 2 - 1
+    return x, y, torch.rand(M, 2, dtype=dtype)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -108,10 +108,12 @@ def test_float32_and_float64(dtype, tol, seed):
     torch.testing.assert_close(out.double(), torch.exp(-0.5 * d2) @ bd, rtol=tol, atol=tol)
     knn = Genred("SqDist(X,Y)", ["X = Vi(2)", "Y = Vj(2)"], "ArgKMin", axis=1, opt_arg=2)(x, y)
     torch.testing.assert_close(knn, d2.argsort(1)[:, :2])
-    lse = Genred("-G*SqDist(X,Y)+B", ["G = Pm(1)", "X = Vi(2)", "Y = Vj(2)", "B = Vj(1)"], "LogSumExp", axis=1)
+    lse = Genred("-G*SqDist(X,Y)+B", ["G = Pm(1)", "X = Vi(2)", "Y = Vj(2)", "B = Vj(1)"], "LogSumExp",
+                 axis=1)
     out = lse(2.0, x, y, b[:, :1])
     assert out.dtype == dtype
-    torch.testing.assert_close(out.double(), torch.logsumexp(-2 * d2 + bd[:, 0], 1, keepdim=True), rtol=tol, atol=tol)
+    want = torch.logsumexp(-2 * d2 + bd[:, 0], 1, keepdim=True)
+    torch.testing.assert_close(out.double(), want, rtol=tol, atol=tol)
 
 
 SUM = Genred("Exp(-G*SqDist(X,Y))*B", ["G = Pm(1)", "X = Vi(2)", "Y = Vj(2)", "B = Vj(2)"], axis=1)
@@ -124,7 +126,8 @@ def gauss_ref(g, x, y, b):
 def test_python_number_and_tensor_parameters(seed):
     x, y, b = data()
     want = gauss_ref(0.5, x, y, b)
-    for g in (0.5, torch.tensor(0.5, dtype=F64), torch.tensor([0.5], dtype=F64), torch.tensor([[0.5]], dtype=F64)):
+    for g in (0.5, torch.tensor(0.5, dtype=F64), torch.tensor([0.5], dtype=F64),
+              torch.tensor([[0.5]], dtype=F64)):
         torch.testing.assert_close(SUM(g, x, y, b), want)
     x32, y32, b32 = x.float(), y.float(), b.float()
     assert SUM(0.5, x32, y32, b32).dtype == torch.float32  # the number takes the tensors' dtype

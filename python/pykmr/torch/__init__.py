@@ -1,11 +1,14 @@
 """pykmr on torch tensors: drop-in for pykeops.torch where they overlap, with autograd to any order.
 
     from pykmr.torch import Genred, generic_sum
-    conv = generic_sum("Exp(-G*SqDist(X,Y)) * B", "A = Vi(2)", "G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(2)")
+    conv = generic_sum("Exp(-G*SqDist(X,Y)) * B", "A = Vi(2)",
+                       "G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(2)")
     a = conv(1 / sigma**2, x, y, b)         # x: [N, 3], y: [M, 3], b: [M, 2] -> a: [N, 2], differentiable
 """
 
+from pykmr.kernels import Kernel, kernel_product
 from pykmr.torch.generic import generic_argkmin, generic_argmin, generic_logsumexp, generic_sum
 from pykmr.torch.genred import Genred
 
-__all__ = ["Genred", "generic_sum", "generic_logsumexp", "generic_argmin", "generic_argkmin"]
+__all__ = ["Genred", "generic_sum", "generic_logsumexp", "generic_argmin", "generic_argkmin", "Kernel",
+           "kernel_product"]

@@ -38,7 +38,8 @@ class Genred:
     def __init__(self, formula, aliases, reduction_op="Sum", axis=0, opt_arg=None, formula2=None,
                  dtype_acc="auto", sum_scheme="auto", **keops_options):
         dtype_acc = keops_options_to_dtype_acc(keops_options, dtype_acc)
-        self._core = GenredCore(formula, aliases, reduction_op, axis, opt_arg, formula2, dtype_acc, sum_scheme)
+        self._core = GenredCore(formula, aliases, reduction_op, axis, opt_arg, formula2, dtype_acc,
+                                sum_scheme)
         self._companion = None  # values + indices version of Min/Max/KMin, built on the first gradient
         self._derived = {}  # gradient routines, built on first use (see autograd.py)
 
@@ -117,8 +118,8 @@ def _convert(core, args):
     name = core.check_dtypes(dtypes)
     dtype = getattr(torch, name) if name else torch.get_default_dtype()
     device = ref.device if ref is not None else torch.device("cpu")
-    return [a.contiguous() if isinstance(a, torch.Tensor) else torch.tensor(a, dtype=dtype, device=device).reshape(-1)
-            for a in args]
+    return [a.contiguous() if isinstance(a, torch.Tensor)
+            else torch.tensor(a, dtype=dtype, device=device).reshape(-1) for a in args]
 
 
 def _is_numbers(a):
@@ -136,8 +137,8 @@ def _device(core, tensors, backend, device_id):
         if first is None:
             first = p
         elif t.device != tensors[first].device:
-            raise ValueError(f"pykmr: {core.labels[first]} is on {tensors[first].device} but {core.labels[p]} "
-                             f"is on {t.device}; put all arguments on one device")
+            raise ValueError(f"pykmr: {core.labels[first]} is on {tensors[first].device} but "
+                             f"{core.labels[p]} is on {t.device}; put all arguments on one device")
     dev = tensors[first].device if first is not None else torch.device("cpu")
     gpu = backend.startswith("GPU")
     if dev.type == "cuda":
