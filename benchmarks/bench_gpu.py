@@ -21,9 +21,9 @@ import torch
 from pykmr.torch import Genred
 
 # Targets of issue 4 (H100/H200): (case, N) -> seconds.
-TARGETS = {
+TARGETS = {  # forward 0.4 s and gradient 0.6 s at 1e6: forward+backward 1.0 s
     ("gauss_fwd", 10**6): 0.4,
-    ("gauss_fwd_bwd", 10**6): 0.6,
+    ("gauss_fwd_bwd", 10**6): 1.0,
     ("lse", 10**6): 0.6,
     ("gauss_fwd", 10**4): 3e-4,
 }

@@ -16,6 +16,9 @@ echo "build + install: $(( $(date +%s) - start )) s"
 export KMR_CACHE_DIR=${KMR_CACHE_DIR:-$PWD/build/test-cache}
 rm -rf "$KMR_CACHE_DIR"
 
+echo "== CUDA backend of this build (GPU tests skip without a GPU: see the reasons below) =="
+$PY -m pykmr info | grep -E "CUDA|libcuda|libnvrtc|GPU" || true
+
 echo "== ctest =="
 ctest --test-dir build/ci --output-on-failure -j "$JOBS"
 

@@ -142,6 +142,21 @@ def test_gpu_backend_without_a_gpu_says_what_is_missing():
 # ------------------------------------------------------------------------------------- with a GPU
 gpu = pytest.mark.gpu
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _compile_in_parallel():
+    """With a GPU: the CPU oracle's JIT modules (and the NVRTC kernels) are compiled in parallel first."""
+    if not gpu_ok():
+        return
+    from helpers import warm_up
+
+    def job(red, axis, dtype, dev):
+        x, y, b = (torch.rand(8, 2, dtype=dtype, device=dev) for _ in range(3))
+        routine(red, axis)(x, y, b)
+
+    warm_up([lambda r=r, a=a, d=d, v=v: job(r, a, d, v) for r in CASES for a in (0, 1)
+             for d in (torch.float32, torch.float64) for v in ("cpu", "cuda")])
+
 SIZES = [(7, 5), (300, 5000), (3000, 700), (1, 20000)]  # tiles, split-j chunks, many rows, one row
 
 
