@@ -154,8 +154,16 @@ def _compile_in_parallel():
         x, y, b = (torch.rand(8, 2, dtype=dtype, device=dev) for _ in range(3))
         routine(red, axis)(x, y, b)
 
-    warm_up([lambda r=r, a=a, d=d, v=v: job(r, a, d, v) for r in CASES for a in (0, 1)
-             for d in (torch.float32, torch.float64) for v in ("cpu", "cuda")])
+    warm_up(
+        [
+            lambda r=r, a=a, d=d, v=v: job(r, a, d, v)
+            for r in CASES
+            for a in (0, 1)
+            for d in (torch.float32, torch.float64)
+            for v in ("cpu", "cuda")
+        ]
+    )
+
 
 SIZES = [(7, 5), (300, 5000), (3000, 700), (1, 20000)]  # tiles, split-j chunks, many rows, one row
 
@@ -216,9 +224,7 @@ def test_precompiled_and_nvrtc_kernels(dtype, seed):
         assert conv._core.kernel.is_precompiled_cuda(name) == _kmr.cuda_info()["compiled"]
     torch.testing.assert_close(conv(*on("cuda", g, x, y, b)).cpu(), conv(g, x, y, b), **TOL[dtype])
     other = Genred("Exp(-G*SqDist(X,Y))*Sin(B)+Atan((X|Y))", GAUSS_ALIASES, axis=0)
-    torch.testing.assert_close(
-        other(*on("cuda", g, x, y, b[:1000])).cpu(), other(g, x, y, b[:1000]), **TOL[dtype]
-    )
+    torch.testing.assert_close(other(*on("cuda", g, x, y, b)).cpu(), other(g, x, y, b), **TOL[dtype])
 
 
 @gpu
@@ -226,11 +232,12 @@ def test_precompiled_and_nvrtc_kernels(dtype, seed):
 def test_seed_kernels_and_gradients_cuda_vs_cpu(name, seed):
     x, y = torch.rand(500, 3, dtype=torch.float64), torch.rand(700, 3, dtype=torch.float64)
     b = torch.rand(700, 2, dtype=torch.float64)
-    params = {"id": Kernel(f"{name}(x,y)"), "gamma": torch.tensor([1.5], dtype=torch.float64)}
+    gamma = None if KERNELS[name] is None else torch.tensor([1.5], dtype=torch.float64)  # linear: no gamma
+    params = {"id": Kernel(f"{name}(x,y)"), "gamma": gamma}
     ins_cpu = [t.clone().requires_grad_() for t in (x, y, b)]
     ins_gpu = [t.cuda().requires_grad_() for t in (x, y, b)]
     out_cpu = kernel_product(params, *ins_cpu)
-    params_gpu = {"id": params["id"], "gamma": params["gamma"].cuda()}
+    params_gpu = {"id": params["id"], "gamma": None if gamma is None else gamma.cuda()}
     out_gpu = kernel_product(params_gpu, *ins_gpu)
     torch.testing.assert_close(out_gpu.cpu(), out_cpu.detach(), **TOL[torch.float64])
     w = torch.rand_like(out_cpu)
@@ -266,7 +273,9 @@ def test_every_aot_kernel_runs_and_matches_the_cpu(seed):
     if not os.path.exists(manifest):
         pytest.skip("manifest.txt not found next to the tests")
     count = 0
-    for line in open(manifest):
+    with open(manifest) as f:
+        lines = f.read().splitlines()
+    for line in lines:
         if not re.match(r"^[a-z]", line):
             continue
         fields = [f.strip() for f in line.split("|")]
@@ -280,8 +289,9 @@ def test_every_aot_kernel_runs_and_matches_the_cpu(seed):
             for text in al:
                 a = parse_alias(text)
                 shape = {0: (40, a.dim), 1: (50, a.dim), 2: (a.dim,)}[a.cat]
-                # multiples of 1/4: distances are exact in float32, so selections (ties too) agree
-                args.append(torch.randint(0, 8, shape).float() / 4 + 0.25)
+                # multiples of 1/8, i-points off the j-grid: distances are exact in float32 and never 0, so
+                # selections (ties too) agree and no derivative hits Sqrt(0)
+                args.append(torch.randint(0, 8, shape).float() / 4 + (0.125 if a.cat == 0 else 0.25))
             cpu = r(*args)
             got = r(*on("cuda", *args))
             for g, c in zip(
