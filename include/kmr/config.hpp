@@ -10,3 +10,11 @@
 #endif
 
 #define KMR_VERSION_STRING_HELPER(x) #x
+
+// Inline every call inside a function (host hot loops: the driver's inner
+// kernel, so that vector math and formula nodes become one straight block).
+#if defined(__GNUC__) && !defined(__CUDACC__) && !defined(__CUDACC_RTC__)
+#define KMR_FLATTEN __attribute__((flatten))
+#else
+#define KMR_FLATTEN
+#endif

@@ -346,3 +346,28 @@ def make_generic(genred_cls, reduction, formula, output, aliases, kwargs):
         raise ValueError(f"pykmr: the output alias '{output}' declares dim {dim} but {reduction} of "
                          f"'{formula}' has dim {expect}")
     return routine
+
+
+def make_generics(genred_cls):
+    """generic_sum, generic_logsumexp, generic_argmin, generic_argkmin bound to a front end's Genred.
+
+    The output alias ("A = Vi(2)", or the older "A = Vx(2)") gives the reduction axis; its dim is
+    checked against the formula's (for ArgKMin it is K)."""
+
+    def generic_sum(formula, output, *aliases, **kwargs):
+        """Sum reduction: generic_sum("Exp(-G*SqDist(X,Y)) * B", "A = Vi(2)", "G = Pm(1)", ...)."""
+        return make_generic(genred_cls, "Sum", formula, output, aliases, kwargs)
+
+    def generic_logsumexp(formula, output, *aliases, **kwargs):
+        """LogSumExp reduction of a scalar formula (output "A = Vi(1)")."""
+        return make_generic(genred_cls, "LogSumExp", formula, output, aliases, kwargs)
+
+    def generic_argmin(formula, output, *aliases, **kwargs):
+        """ArgMin reduction (int64 indices, as pykeops)."""
+        return make_generic(genred_cls, "ArgMin", formula, output, aliases, kwargs)
+
+    def generic_argkmin(formula, output, *aliases, **kwargs):
+        """ArgKMin reduction: the output alias "A = Vi(K)" gives K; [n, K] int64 indices."""
+        return make_generic(genred_cls, "ArgKMin", formula, output, aliases, kwargs)
+
+    return generic_sum, generic_logsumexp, generic_argmin, generic_argkmin

@@ -358,7 +358,7 @@ def _routine(kind, formula, aliases):
     return Genred(formula, list(aliases), reduction_op="Sum", axis=1)
 
 
-def kernel_product(params, x, y, *bs, mode="sum"):
+def kernel_product(params, x, y, *bs, mode="sum", frontend=None):
     """a_i = sum_j K(x_i, y_j) b_j with K given by ``params["id"]`` (a Kernel or its expression).
 
     params: ``{"id": Kernel(...), "gamma": g}`` with g one gamma for a one-term kernel or a
@@ -367,7 +367,8 @@ def kernel_product(params, x, y, *bs, mode="sum"):
     Optional ``"backend"``: "auto" (default), "CPU" or "GPU".
     x, y: a (N, D) / (M, D) array, or a tuple of them matching the kernel's x_vars / y_vars.
     bs: one (M, E) array b. Torch tensors go through pykmr.torch (autograd), numpy arrays
-    through pykmr.numpy. Returns a (N, E) array.
+    through pykmr.numpy. Returns a (N, E) array. ``frontend`` ("torch" or "numpy", set by
+    pykmr.torch.kernel_product / pykmr.numpy.kernel_product) refuses the other array type.
     """
     if not isinstance(params, dict):
         raise TypeError(
@@ -396,6 +397,9 @@ def kernel_product(params, x, y, *bs, mode="sum"):
     if len(kinds) != 1:
         raise TypeError("kernel_product: points and b mix torch tensors and numpy arrays")
     kind = kinds.pop()
+    if frontend is not None and kind != frontend:
+        raise TypeError(f"kernel_product: pykmr.{frontend} takes {frontend} arrays, got {kind} arrays "
+                        f"(use pykmr.{kind}.kernel_product)")
     for side, n in (("x", shapes[("x", kernel.x_vars[0])][0]), ("y", b_shape[0])):
         for (s, v), shape in shapes.items():
             if s == side and shape[0] != n:

@@ -12,6 +12,7 @@ import numbers
 
 import numpy as np
 
+from pykmr import kernels as _kernels
 from pykmr.common import (
     CPU,
     Device,
@@ -20,10 +21,10 @@ from pykmr.common import (
     check_out_shapes,
     keops_options_to_dtype_acc,
     launch,
-    make_generic,
+    make_generics,
     postprocess,
 )
-from pykmr.kernels import Kernel, kernel_product  # one implementation for both front ends
+from pykmr.kernels import Kernel
 
 __all__ = ["Genred", "generic_sum", "generic_logsumexp", "generic_argmin", "generic_argkmin", "Kernel",
            "kernel_product"]
@@ -84,21 +85,9 @@ def _is_numbers(a):
     return num(a) or (isinstance(a, (list, tuple)) and len(a) > 0 and all(num(v) for v in a))
 
 
-def generic_sum(formula, output, *aliases, **kwargs):
-    """Sum reduction; the output alias ("A = Vi(2)", or "A = Vx(2)") gives the axis and the checked dim."""
-    return make_generic(Genred, "Sum", formula, output, aliases, kwargs)
+generic_sum, generic_logsumexp, generic_argmin, generic_argkmin = make_generics(Genred)
 
 
-def generic_logsumexp(formula, output, *aliases, **kwargs):
-    """LogSumExp reduction of a scalar formula (output "A = Vi(1)")."""
-    return make_generic(Genred, "LogSumExp", formula, output, aliases, kwargs)
-
-
-def generic_argmin(formula, output, *aliases, **kwargs):
-    """ArgMin reduction (int64 indices)."""
-    return make_generic(Genred, "ArgMin", formula, output, aliases, kwargs)
-
-
-def generic_argkmin(formula, output, *aliases, **kwargs):
-    """ArgKMin reduction: the output alias "A = Vi(K)" gives K; [n, K] int64 indices."""
-    return make_generic(Genred, "ArgKMin", formula, output, aliases, kwargs)
+def kernel_product(params, x, y, *bs, mode="sum"):
+    """kernel_product on numpy arrays (see pykmr.kernels.kernel_product)."""
+    return _kernels.kernel_product(params, x, y, *bs, mode=mode, frontend="numpy")

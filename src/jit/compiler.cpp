@@ -203,6 +203,19 @@ void compile_shared_object(const std::string& src, const std::string& out, const
   if (argv.empty()) missing_compiler(what, cmd, "is empty");
   for (const auto& f : split_command(compile_flags())) argv.push_back(f);
   argv.push_back("-I" + include_dir);
+  // xsimd: the copy installed beside the kmr headers (wheels, make install) first; else the one libkmr
+  // was built against, searched after the system folders (-idirafter: when it is one of them, they
+  // must keep their order for #include_next).
+  if (::access((include_dir + "/kmr/third_party/xsimd/xsimd.hpp").c_str(), R_OK) == 0) {
+    argv.push_back("-isystem");
+    argv.push_back(include_dir + "/kmr/third_party");
+  }
+#ifdef KMR_XSIMD_INCLUDE_DIR
+  else if (::access(KMR_XSIMD_INCLUDE_DIR "/xsimd/xsimd.hpp", R_OK) == 0) {
+    argv.push_back("-idirafter");
+    argv.push_back(KMR_XSIMD_INCLUDE_DIR);
+  }
+#endif
   argv.push_back("-o");
   argv.push_back(out);
   argv.push_back(src);
@@ -228,7 +241,11 @@ std::string compiler_command() {
 
 std::string compiler_identity() { return detail::compiler_identity_for("kernels"); }
 
-std::string compile_flags() { return "-std=c++17 -O3 -march=native -fPIC -shared -fno-math-errno"; }
+// -ffp-contract=fast: a * b + c may become one FMA (as in the precompiled kernels, built in GNU
+// mode); no -ffast-math, which would break NaN and inf propagation.
+std::string compile_flags() {
+  return "-std=c++17 -O3 -march=native -ffp-contract=fast -fPIC -shared -fno-math-errno";
+}
 
 }  // namespace jit
 }  // namespace kmr

@@ -24,6 +24,7 @@
 #include "kmr/exec/cpu_driver.hpp"
 #include "kmr/formula/formula.hpp"
 #include "kmr/reduction/reduction.hpp"
+#include "kmr/simd/pack.hpp"
 #include "reduction_reference.hpp"
 
 using namespace kmr_test;
@@ -63,19 +64,28 @@ struct Args {
     }
     for (auto& v : data) ptrs.push_back(v.data());
   }
-  // F's values for row i, all j: [ny][F::DIM], evaluated in T as the driver does (so that
-  // Min/KMin values and indices must match exactly), returned as double.
+  // F's values for row i, all j: [ny][F::DIM], evaluated as the driver does, on packs of T
+  // (vector math may round differently from std::exp...), so that Min/KMin values and
+  // indices must match exactly; returned as double.
   std::vector<double> row(int64_t i, int64_t ny) const {
+    using P = kmr::simd::Pack<T>;
     std::vector<double> f(size_t(ny * F::DIM));
-    std::vector<const T*> v(size_t(tab.n));
-    T fj[F::DIM];
+    std::vector<std::vector<P>> packs(size_t(tab.n));
+    std::vector<const P*> v(size_t(tab.n));
+    P fj[F::DIM];
+    T lane0[P::size];
     for (int64_t j = 0; j < ny; ++j) {
       for (int p = 0; p < tab.n; ++p) {
         const int64_t r = tab.cat[p] == kmr::CAT_I ? i : tab.cat[p] == kmr::CAT_J ? j : 0;
-        v[p] = data[p].data() + r * tab.dim[p];
+        packs[p].clear();
+        for (int k = 0; k < tab.dim[p]; ++k) packs[p].push_back(P(data[p][size_t(r * tab.dim[p] + k)]));
+        v[p] = packs[p].data();
       }
-      F::template eval<T>(fj, v.data());
-      for (int d = 0; d < F::DIM; ++d) f[size_t(j * F::DIM + d)] = double(fj[d]);
+      F::template eval<P>(fj, v.data());
+      for (int d = 0; d < F::DIM; ++d) {
+        fj[d].store(lane0);
+        f[size_t(j * F::DIM + d)] = double(lane0[0]);
+      }
     }
     return f;
   }

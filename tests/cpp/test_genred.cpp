@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <random>
 
+#include "cpu/isa.hpp"
 #include "kmr/runtime/genred.hpp"
 
 namespace {
@@ -175,3 +176,40 @@ TEST(GenredAccumulation, Float64AccumulatorAndKahan) {
 }
 
 }  // namespace
+
+// Every instruction-set variant of the precompiled kernels this CPU runs gives the same results:
+// Gaussian sums (float, double; ragged sizes) and ArgKMin indices.
+TEST_F(GenredTest, EveryIsaVariantMatches) {
+  const int machine = kmr::cpu::isa_level();
+  kmr::Genred conv("Exp(-G*SqDist(X,Y))*B", {"G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(1)"}, "Sum", 1);
+  kmr::GenredOptions opt;
+  opt.opt_arg = 4;
+  kmr::Genred knn("SqDist(X,Y)", {"X = Vi(3)", "Y = Vj(3)"}, "ArgKMin", 1, opt);
+  if (!conv.is_precompiled(kmr::DType::Float32) || !knn.is_precompiled(kmr::DType::Float32))
+    GTEST_SKIP() << "kernels not precompiled";
+  const int nx = 301, ny = 1037;
+  auto xf = random_vec<float>(nx * 3, rng_), yf = random_vec<float>(ny * 3, rng_), bf = random_vec<float>(ny, rng_);
+  const float g = 0.5f;
+  std::vector<double> x(xf.begin(), xf.end()), y(yf.begin(), yf.end()), b(bf.begin(), bf.end());
+  const std::vector<double> ref = naive_gauss(g, x, y, b, 3, 1);
+  std::vector<float> ref_knn;
+  std::vector<std::vector<float>> sums;
+  for (int level = machine; level >= 0; --level) {
+    SCOPED_TRACE(kmr::cpu::isa_level_name(level));
+    kmr::cpu::set_isa_cap(level);
+    ASSERT_EQ(kmr::cpu::isa_level(), level);
+    std::vector<float> out(nx), idx(nx * 4);
+    conv.run<float>({&g, xf.data(), yf.data(), bf.data()}, nx, ny, out.data());
+    std::vector<double> got(out.begin(), out.end());
+    EXPECT_LT(max_rel_err(ref, got.data()), kTolF32);
+    // Each variant sums over its own number of lanes, so its roundings differ somewhere: equal
+    // outputs would mean that a variant ran another one's code.
+    for (const auto& s : sums) EXPECT_NE(s, out) << "two instruction sets gave bitwise equal sums";
+    sums.push_back(out);
+    knn.run<float>({xf.data(), yf.data()}, nx, ny, idx.data());
+    if (ref_knn.empty()) ref_knn = idx;
+    EXPECT_EQ(idx, ref_knn);
+  }
+  kmr::cpu::set_isa_cap(-1);
+  EXPECT_EQ(kmr::cpu::isa_level(), machine);
+}

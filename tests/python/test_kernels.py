@@ -433,3 +433,18 @@ def test_common_kernels_compile_nothing(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok"
     assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_front_ends_refuse_the_other_array_type():
+    import pykmr.numpy as kn
+    import pykmr.torch as kt
+
+    x, y, b = np.random.rand(4, 3), np.random.rand(5, 3), np.random.rand(5, 1)
+    params = {"id": Kernel("gaussian(x,y)"), "gamma": 0.5}
+    with pytest.raises(TypeError, match="pykmr.torch takes torch arrays, got numpy"):
+        kt.kernel_product(params, x, y, b)
+    tx, ty, tb = (torch.from_numpy(a) for a in (x, y, b))
+    with pytest.raises(TypeError, match="pykmr.numpy takes numpy arrays, got torch"):
+        kn.kernel_product(params, tx, ty, tb)
+    expected = kt.kernel_product(params, tx, ty, tb).numpy()
+    np.testing.assert_allclose(kn.kernel_product(params, x, y, b), expected)

@@ -1,16 +1,31 @@
 // CPU map-reduce driver (host only): a_i = Red_j F(x_i, y_j, p) for one
-// compiled (F, Red, T). Tiles of i rows run as tasks of call->parallel_for;
-// each task streams over all j (or one chunk of j when there are too few rows
-// to feed the threads) with accumulators of a fixed size: memory O(1) per row.
+// compiled (F, Red, T). The formula is evaluated on packs of j values
+// (simd::Pack<T>, the widest vector registers this translation unit is
+// compiled for), G rows at a time (register blocking: each loaded pack of j
+// serves G rows), and the pack reducers (pack_reduce.hpp) keep lane-wise
+// partial results that merge into the reduction's scalar accumulators.
+//
+// Per call: the j-variables are transposed once into one zero-padded row per
+// component (vector loads). Tasks of call->parallel_for are tiles of i rows,
+// times chunks of j when there are too few rows to feed the threads (the
+// chunks' accumulators are then merged in chunk order). A task walks its rows
+// in chunks of up to 64 rows; for each super-block of j, each tile of j (a few
+// tens of KB of transposed data, kept in cache while the chunk's rows pass
+// over it), each group of G rows, each block of 256 j: packs. Memory: O(1)
+// per row of a task, plus the transposed copy of the j-variables (linear).
 #pragma once
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
+#include <utility>
+
 #include "../formula/fwd.hpp"
 #include "../formula/meta.hpp"
+#include "../simd/pack.hpp"
 #include "kernel_abi.h"
+#include "pack_reduce.hpp"
 
 namespace kmr {
 
@@ -20,8 +35,10 @@ namespace kmr {
 // of 1e6 random values stays within ~3e-7 relative (two levels: ~2e-6, direct:
 // ~3e-5); of 1e6 times 0.1, within ~4e-6 (direct: 1e-2). Beyond that, use
 // SumKahanReduction or a float64 accumulator.
-// SCHEME_DIRECT accumulates into the row's accumulator. Kahan summation is
-// its own reduction (SumKahanReduction).
+// Within a block, each lane of a pack sums its own j, and the block's value
+// is the sum of the lanes. SCHEME_DIRECT keeps the lane sums over the whole
+// range of j and adds them to the row's accumulator at the end. Kahan
+// summation is its own reduction (SumKahanReduction).
 enum SumScheme : int { SCHEME_DIRECT = 0, SCHEME_BLOCK = 1 };
 
 // Return codes of run_cpu.
@@ -35,24 +52,17 @@ namespace cpu_detail {
 
 constexpr int64_t BLOCK_J = 256;                // j per block accumulator
 constexpr int64_t SUPER_J = 64 * BLOCK_J;       // j per super-block accumulator (SCHEME_BLOCK)
-constexpr int64_t MAX_GROUP_ROWS = 16;          // i rows that share one pass over a j block
-constexpr std::size_t GROUP_ACC_BYTES = 16384;  // accumulators of one row group at most (unless 1 row is more)
+constexpr int64_t MAX_CHUNK_ROWS = 64;          // i rows that share one pass over a tile of j
+constexpr std::size_t CHUNK_ACC_BYTES = 262144;  // scalar accumulators of one row chunk at most (unless 1 row is more)
+constexpr std::size_t TILE_J_BYTES = 32768;      // transposed j data of one tile (stays in L1/L2 while the rows pass)
 constexpr int64_t TASKS_PER_THREAD = 4;
 constexpr int64_t MIN_J_PER_CHUNK = 4 * BLOCK_J;               // j is split only into chunks of at least this
 constexpr std::size_t PARTIALS_BYTES = std::size_t(16) << 20;  // and only if the chunks' accumulators fit
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// TA and DIMF of an instantiated reduction Red<TA, DIMF>.
-template <class R>
-struct RedTraits;
-template <template <class, int> class R, class TA, int D>
-struct RedTraits<R<TA, D>> {
-  using acc_type = TA;
-  static constexpr int DIMF = D;
-};
-
-// Positions of F's variables, by category, at compile time.
+// Positions of F's variables, by category, at compile time; off[p] is the
+// first component of variable p among the components of its category.
 template <class F>
 struct Layout {
   static constexpr VarTable tab = var_table<F>();
@@ -61,110 +71,165 @@ struct Layout {
   struct List {
     int n = 0;
     int pos[NV1] = {};
+    int off[NV1] = {};  // by position
+    int ncomp = 0;
   };
   static constexpr List list(int cat) {
     List l;
     for (int p = 0; p < NV; ++p)
-      if (tab.dim[p] > 0 && tab.cat[p] == cat) l.pos[l.n++] = p;
+      if (tab.dim[p] > 0 && tab.cat[p] == cat) {
+        l.pos[l.n++] = p;
+        l.off[p] = l.ncomp;
+        l.ncomp += tab.dim[p];
+      }
     return l;
   }
   static constexpr List I = list(CAT_I);
   static constexpr List J = list(CAT_J);
   static constexpr List P = list(CAT_PARAM);
+  static constexpr int NIC1 = I.ncomp > 0 ? I.ncomp : 1;
+  static constexpr int NJC1 = J.ncomp > 0 ? J.ncomp : 1;
+  static constexpr int NPC1 = P.ncomp > 0 ? P.ncomp : 1;
 };
 
-// n values on the stack when n <= N, else on the heap.
-template <class X, std::size_t N>
-class SmallBuf {
- public:
-  explicit SmallBuf(std::size_t n) : p_(local_) {
-    if (n > N) {
-      heap_.resize(n);
-      p_ = heap_.data();
-    }
-  }
-  SmallBuf(const SmallBuf&) = delete;
-  SmallBuf& operator=(const SmallBuf&) = delete;
-  X* data() { return p_; }
+// Rows evaluated together on each pack of j (register blocking): each loaded
+// j value is used G times. Fewer for formulas with many outputs.
+// (4 measured as fast as 8 on AVX-512 for the Gaussian; 2 halves the code of big gradients.)
+template <class F>
+constexpr int rows_per_group() {
+  return F::DIM > 4 ? 2 : 4;
+}
 
- private:
-  X local_[N];
-  std::vector<X> heap_;
-  X* p_;
-};
+template <int... R, class Fn>
+KMR_INLINE void unroll(std::integer_sequence<int, R...>, Fn&& fn) {
+  (fn(std::integral_constant<int, R>()), ...);
+}
 
-template <class F, class Red, class T, int SCHEME>
+// A is the instruction set of the packs (simd::Arch of the translation unit): part of
+// every symbol name, so that kernels compiled for different ones never share code.
+template <class F, class Red, class T, int SCHEME, class A>
 struct CpuRun {
   using L = Layout<F>;
   using TA = typename RedTraits<Red>::acc_type;
+  using P = simd::Pack<T, A>;
+  using PR = typename PackReducerOf<Red, P>::type;
+  using State = typename PR::State;
+  static constexpr int LN = P::size;
+  static constexpr int G = rows_per_group<F>();
+  static constexpr bool BLOCK = SCHEME == SCHEME_BLOCK;
+  // Sum-like states see block_end after each block of j under SCHEME_BLOCK.
+  static constexpr bool BLOCK_ENDS = PR::SUM_LIKE && BLOCK;
+  // States live over the task's whole range of j (else: one super-block).
+  static constexpr bool RANGE_STATES = PR::LEVEL == FLUSH_RANGE || (PR::SUM_LIKE && !BLOCK);
 
   Red red;
   const T* args[L::NV1];
   T* out;
   int64_t nx, ny;
   int64_t acc_dim, idx_dim, out_dim;
-  int64_t rows_per_tile, jchunks, j_per_chunk, group_rows;
+  int64_t rows_per_tile, jchunks, j_per_chunk, chunk_rows, tile_j;
+  const T* yt;      // j-variables transposed: component c of row j at yt[c * ystride + j], zero padded
+  int64_t ystride;  // a multiple of LN
   TA* part_acc;         // [jchunks][nx][acc_dim] when jchunks > 1
   long long* part_idx;  // [jchunks][nx][idx_dim]
   std::atomic<int> failed{0};
 
-  // a (+)= Red_{j in [j0, j1)} F(v with the j-variables at row j)
-  void reduce_range(TA* a, long long* ix, const T** v, int64_t j0, int64_t j1) const {
-    T f[F::DIM];
-    for (int64_t j = j0; j < j1; ++j) {
-      for (int q = 0; q < L::J.n; ++q) {
-        const int p = L::J.pos[q];
-        v[p] = args[p] + j * L::tab.dim[p];
+  // One pack of j (from j; lanes l < nvalid hold real j, the last pack of the range may have fewer)
+  // against the GG rows of iv: evaluates F on it and feeds each row's state. The formula is
+  // instantiated once; only the reducers' add has a masked version.
+  template <int GG>
+  KMR_INLINE void step(const PR& pr, State* st, const P (*iv)[L::NIC1], const P* pv, int64_t j, P jrel,
+                       int nvalid) const {
+    P jv[L::NJC1];
+    for (int c = 0; c < L::J.ncomp; ++c) jv[c] = P::load(yt + c * ystride + j);
+    unroll(std::make_integer_sequence<int, GG>(), [&](auto r) {
+      const P* v[L::NV1];
+      for (int p = 0; p < L::NV; ++p)
+        v[p] = L::tab.cat[p] == CAT_I ? iv[r] + L::I.off[p] : L::tab.cat[p] == CAT_J ? jv + L::J.off[p] : pv + L::P.off[p];
+      P f[F::DIM];
+      F::template eval<P>(f, v);
+      if (nvalid == LN) {
+        pr.template add<false>(st[r], f, jrel, static_cast<long long>(j), LN);
+      } else {
+        pr.template add<true>(st[r], f, jrel, static_cast<long long>(j), nvalid);
       }
-      F::template eval<T>(f, v);
-      red.template accumulate<T>(a, ix, f, static_cast<long long>(j));
+    });
+  }
+
+  // Rows past ilast (the last row of the chunk) repeat it, with states of their own that are never read.
+  template <int GG>
+  KMR_FLATTEN void group(const PR& pr, int64_t i, int64_t ilast, int64_t t0, int64_t t1, int64_t sb, State* st_mem,
+                         const P* pv) const {
+    P iv[GG][L::NIC1];
+    for (int r = 0; r < GG; ++r) {
+      const int64_t ir = i + r < ilast ? i + r : ilast;
+      for (int q = 0; q < L::I.n; ++q) {
+        const int p = L::I.pos[q];
+        for (int c = 0; c < L::tab.dim[p]; ++c) iv[r][L::I.off[p] + c] = P(args[p][ir * L::tab.dim[p] + c]);
+      }
     }
+    State st[GG];
+    for (int r = 0; r < GG; ++r) st[r] = st_mem[r];
+    for (int64_t jb = t0; jb < t1; jb += BLOCK_J) {
+      const int64_t jb1 = jb + BLOCK_J < t1 ? jb + BLOCK_J : t1;
+      P jrel = P::iota(T(jb - sb));
+      for (int64_t j = jb; j < jb1; j += LN) {
+        step<GG>(pr, st, iv, pv, j, jrel, jb1 - j < LN ? int(jb1 - j) : LN);
+        jrel += P(T(LN));
+      }
+      if constexpr (BLOCK_ENDS)
+        for (int r = 0; r < GG; ++r) pr.block_end(st[r]);
+    }
+    for (int r = 0; r < GG; ++r) st_mem[r] = st[r];
   }
 
   void run_task(int64_t t) {
     const int64_t tile = t / jchunks, chunk = t % jchunks;
     const int64_t i0 = tile * rows_per_tile, i1 = i0 + rows_per_tile < nx ? i0 + rows_per_tile : nx;
     const int64_t j0 = chunk * j_per_chunk, j1 = j0 + j_per_chunk < ny ? j0 + j_per_chunk : ny;
-    const int64_t G = group_rows;
-    constexpr bool BLOCK = SCHEME == SCHEME_BLOCK;
-    SmallBuf<TA, 256> acc(G * acc_dim), sacc(BLOCK ? G * acc_dim : 0), bacc(acc_dim);
-    SmallBuf<long long, 128> idx(G * idx_dim), sidx(BLOCK ? G * idx_dim : 0), bidx(idx_dim);
-    const T* v[L::NV1] = {};
-    for (int q = 0; q < L::P.n; ++q) v[L::P.pos[q]] = args[L::P.pos[q]];
+    const int64_t R = chunk_rows;
+    const PR pr{red};
+    // Per row of a chunk (and up to G - 1 rows more, that fill the last group): its accumulator,
+    // two scratch ones for the reducer, its state.
+    const int64_t RG = R + G - 1;
+    std::vector<TA> acc(std::size_t(3 * RG * acc_dim));
+    std::vector<long long> idx(std::size_t(3 * RG * idx_dim));
+    std::vector<State> states(static_cast<std::size_t>(RG));
+    std::vector<RowSlots<TA>> rows(static_cast<std::size_t>(RG));
+    for (int64_t r = 0; r < RG; ++r) {
+      TA* a = acc.data() + 3 * r * acc_dim;
+      long long* x = idx.data() + 3 * r * idx_dim;
+      rows[r] = {a, x, a + acc_dim, x + idx_dim, a + 2 * acc_dim, x + 2 * idx_dim};
+    }
+    P pv[L::NPC1];
+    for (int q = 0; q < L::P.n; ++q) {
+      const int p = L::P.pos[q];
+      for (int c = 0; c < L::tab.dim[p]; ++c) pv[L::P.off[p] + c] = P(args[p][c]);
+    }
 
-    for (int64_t g0 = i0; g0 < i1; g0 += G) {
-      const int64_t ng = g0 + G < i1 ? G : i1 - g0;
-      for (int64_t r = 0; r < ng; ++r) red.init(acc.data() + r * acc_dim, idx.data() + r * idx_dim);
-      const int64_t super = BLOCK ? SUPER_J : j1 - j0;  // DIRECT: one pass over [j0, j1)
-      for (int64_t sb = j0; sb < j1; sb += super) {
-        const int64_t sb1 = sb + super < j1 ? sb + super : j1;
-        if constexpr (BLOCK)
-          for (int64_t r = 0; r < ng; ++r) red.init(sacc.data() + r * acc_dim, sidx.data() + r * idx_dim);
-        for (int64_t jb = sb; jb < sb1; jb += BLOCK_J) {
-          const int64_t jb1 = jb + BLOCK_J < sb1 ? jb + BLOCK_J : sb1;
-          for (int64_t r = 0; r < ng; ++r) {
-            for (int q = 0; q < L::I.n; ++q) {
-              const int p = L::I.pos[q];
-              v[p] = args[p] + (g0 + r) * L::tab.dim[p];
-            }
-            if constexpr (BLOCK) {
-              red.init(bacc.data(), bidx.data());
-              reduce_range(bacc.data(), bidx.data(), v, jb, jb1);
-              red.merge(sacc.data() + r * acc_dim, sidx.data() + r * idx_dim, bacc.data(), bidx.data());
-            } else {
-              reduce_range(acc.data() + r * acc_dim, idx.data() + r * idx_dim, v, jb, jb1);
-            }
-          }
+    for (int64_t c0 = i0; c0 < i1; c0 += R) {
+      const int64_t nr = c0 + R < i1 ? R : i1 - c0;
+      const int64_t ng = ceil_div(nr, G) * G;  // rows in groups, the last one filled up
+      for (int64_t r = 0; r < ng; ++r) red.init(rows[r].acc, rows[r].idx);
+      if constexpr (RANGE_STATES)
+        for (int64_t r = 0; r < ng; ++r) pr.init(states[r], rows[r]);
+      for (int64_t sb = j0; sb < j1; sb += SUPER_J) {
+        const int64_t sb1 = sb + SUPER_J < j1 ? sb + SUPER_J : j1;
+        if constexpr (!RANGE_STATES)
+          for (int64_t r = 0; r < ng; ++r) pr.init(states[r], rows[r]);
+        for (int64_t t0 = sb; t0 < sb1; t0 += tile_j) {
+          const int64_t t1 = t0 + tile_j < sb1 ? t0 + tile_j : sb1;
+          for (int64_t r = 0; r < nr; r += G) group<G>(pr, c0 + r, c0 + nr - 1, t0, t1, sb, &states[r], pv);
         }
-        if constexpr (BLOCK)
-          for (int64_t r = 0; r < ng; ++r)
-            red.merge(acc.data() + r * acc_dim, idx.data() + r * idx_dim, sacc.data() + r * acc_dim,
-                      sidx.data() + r * idx_dim);
+        if constexpr (!RANGE_STATES)
+          for (int64_t r = 0; r < nr; ++r) pr.flush(states[r], rows[r].acc, rows[r].idx, sb);
       }
-      for (int64_t r = 0; r < ng; ++r) {
-        const TA* a = acc.data() + r * acc_dim;
-        const long long* ix = idx.data() + r * idx_dim;
-        const int64_t i = g0 + r;
+      if constexpr (RANGE_STATES)
+        for (int64_t r = 0; r < nr; ++r) pr.flush(states[r], rows[r].acc, rows[r].idx, j0);
+      for (int64_t r = 0; r < nr; ++r) {
+        const TA* a = rows[r].acc;
+        const long long* ix = rows[r].idx;
+        const int64_t i = c0 + r;
         if (jchunks == 1) {
           red.template finalize<T>(out + i * out_dim, a, ix);
         } else {
@@ -187,10 +252,10 @@ struct CpuRun {
   }
 };
 
-template <class F, class Red, class T, int SCHEME>
+template <class F, class Red, class T, int SCHEME, class A>
 int run_cpu_impl(const kmr_kernel_call* call) {
   using L = Layout<F>;
-  using Run = CpuRun<F, Red, T, SCHEME>;
+  using Run = CpuRun<F, Red, T, SCHEME, A>;
   using TA = typename Run::TA;
   static_assert(RedTraits<Red>::DIMF == F::DIM, "kmr: reduction instantiated with another dim than the formula's");
 
@@ -234,8 +299,14 @@ int run_cpu_impl(const kmr_kernel_call* call) {
       run.jchunks = ceil_div(run.ny, run.j_per_chunk);
     }
   }
-  const int64_t by_bytes = row_bytes ? int64_t(GROUP_ACC_BYTES / row_bytes) : MAX_GROUP_ROWS;
-  run.group_rows = by_bytes < 1 ? 1 : (by_bytes > MAX_GROUP_ROWS ? MAX_GROUP_ROWS : by_bytes);
+  // Rows of a chunk (a multiple of the register group when it can), j of a tile (a power-of-two number of blocks).
+  int64_t R = int64_t(CHUNK_ACC_BYTES / (3 * row_bytes + sizeof(typename Run::State)));
+  R = R > MAX_CHUNK_ROWS ? MAX_CHUNK_ROWS : R;
+  R -= R % Run::G;
+  run.chunk_rows = R < Run::G ? Run::G : R;
+  run.tile_j = BLOCK_J;
+  const std::size_t j_bytes = std::size_t(L::J.ncomp > 0 ? L::J.ncomp : 1) * sizeof(T);
+  while (run.tile_j < SUPER_J && std::size_t(2 * run.tile_j) * j_bytes <= TILE_J_BYTES) run.tile_j *= 2;
 
   try {
     std::vector<TA> part_acc;
@@ -246,6 +317,27 @@ int run_cpu_impl(const kmr_kernel_call* call) {
     }
     run.part_acc = part_acc.data();
     run.part_idx = part_idx.data();
+
+    // The j-variables, transposed once: one zero-padded row of ny values per component.
+    constexpr int64_t PAD = Run::LN > 16 ? Run::LN : 16;
+    run.ystride = ceil_div(run.ny, PAD) * PAD;
+    std::vector<T> ytbuf;
+    if (L::J.ncomp > 0 && run.ny > 0) {
+      ytbuf.assign(std::size_t(L::J.ncomp * run.ystride + PAD), T(0));
+      T* yt = ytbuf.data();
+      yt += (PAD - (reinterpret_cast<std::uintptr_t>(yt) / sizeof(T)) % PAD) % PAD;  // 64-byte aligned
+      for (int q = 0; q < L::J.n; ++q) {
+        const int p = L::J.pos[q], d = L::tab.dim[p];
+        for (int c = 0; c < d; ++c) {
+          T* dst = yt + (L::J.off[p] + c) * run.ystride;
+          const T* src = run.args[p] + c;
+          for (int64_t j = 0; j < run.ny; ++j) dst[j] = src[j * d];
+        }
+      }
+      run.yt = yt;
+    } else {
+      run.yt = nullptr;
+    }
 
     const int64_t ntasks = row_tiles * run.jchunks;
     if (threaded && ntasks > 1) {
@@ -277,14 +369,16 @@ int run_cpu_impl(const kmr_kernel_call* call) {
 // Runs Red (instantiated with its TA and F::DIM) of formula F over j, value type T.
 // Returns 0 (KERNEL_OK) or a CpuKernelStatus; never throws. ny = 0 gives the
 // finalized empty accumulator: Sum 0, Min +inf, Max -inf, Arg* -1, KMin +inf
-// with index -1, LogSumExp -inf, SumSoftMaxWeight NaN.
-template <class F, class Red, class T, int SCHEME = SCHEME_BLOCK>
+// with index -1, LogSumExp -inf, SumSoftMaxWeight NaN. A: the instruction set
+// of the packs, by default the widest this translation unit is compiled for
+// (part of the symbol name: see CpuRun).
+template <class F, class Red, class T, int SCHEME = SCHEME_BLOCK, class A = simd::Arch>
 int run_cpu(const kmr_kernel_call* call) {
-  return cpu_detail::run_cpu_impl<F, Red, T, SCHEME>(call);
+  return cpu_detail::run_cpu_impl<F, Red, T, SCHEME, A>(call);
 }
 
 // The kernel as a kmr_kernel_fn, for tables of precompiled kernels.
-template <class F, class Red, class T, int SCHEME = SCHEME_BLOCK>
-inline constexpr kmr_kernel_fn kernel_entry = &run_cpu<F, Red, T, SCHEME>;
+template <class F, class Red, class T, int SCHEME = SCHEME_BLOCK, class A = simd::Arch>
+inline constexpr kmr_kernel_fn kernel_entry = &run_cpu<F, Red, T, SCHEME, A>;
 
 }  // namespace kmr

@@ -6,9 +6,15 @@
     a = conv(1 / sigma**2, x, y, b)         # x: [N, 3], y: [M, 3], b: [M, 2] -> a: [N, 2], differentiable
 """
 
-from pykmr.kernels import Kernel, kernel_product
+from pykmr import kernels as _kernels
+from pykmr.kernels import Kernel
 from pykmr.torch.generic import generic_argkmin, generic_argmin, generic_logsumexp, generic_sum
 from pykmr.torch.genred import Genred
 
 __all__ = ["Genred", "generic_sum", "generic_logsumexp", "generic_argmin", "generic_argkmin", "Kernel",
            "kernel_product"]
+
+
+def kernel_product(params, x, y, *bs, mode="sum"):
+    """kernel_product on torch tensors, differentiable (see pykmr.kernels.kernel_product)."""
+    return _kernels.kernel_product(params, x, y, *bs, mode=mode, frontend="torch")
