@@ -16,11 +16,14 @@ echo "build + install: $(( $(date +%s) - start )) s"
 export KMR_CACHE_DIR=${KMR_CACHE_DIR:-$PWD/build/test-cache}
 rm -rf "$KMR_CACHE_DIR"
 
+echo "== CUDA backend of this build (GPU tests skip without a GPU: see the reasons below) =="
+$PY -m pykmr info | grep -E "CUDA|libcuda|libnvrtc|GPU" || true
+
 echo "== ctest =="
 ctest --test-dir build/ci --output-on-failure -j "$JOBS"
 
-echo "== ctest under ASan+UBSan =="
-cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKMR_SANITIZE=ON -DKMR_BUILD_TESTS=ON \
+echo "== ctest under ASan+UBSan (and the CUDA-less build: KMR_CUDA=OFF) =="
+cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKMR_SANITIZE=ON -DKMR_BUILD_TESTS=ON -DKMR_CUDA=OFF \
   -DKMR_PRECOMPILED='^(gauss|gauss_gx|sqdist_argkmin|lse)$' -DKMR_PRECOMPILED_DTYPES=double > /dev/null
 cmake --build build/asan -j "$JOBS"
 ASAN_OPTIONS=detect_leaks=0 ctest --test-dir build/asan --output-on-failure -j "$JOBS" -E 'Registry'

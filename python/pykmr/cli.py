@@ -1,15 +1,16 @@
-"""Command line: `python -m pykmr {demo, info, cache}`.
+"""Command line: `python -m pykmr {demo, info, cache, compile}`.
 
 demo [--max-n N] [--no-plot] [--output FILE]   the seed's experiment (pykmr.demo)
 info [--json]                                  version, build, SIMD, threads, CUDA, cache
 cache info | cache clear                       the JIT cache ($KMR_CACHE_DIR)
+compile --backend cuda|cpu [--arch sm_90] [--reduction Sum] [--axis 1] [--dtype float32] FORMULA ALIAS...
+                                               compiles a formula into the cache (no GPU needed); the last
+                                               line printed is the cubin/PTX path (cuda) or the CPU module
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes.util
-import glob
 import json
 import os
 import platform
@@ -50,35 +51,32 @@ def cpu_simd():
     return level, relevant
 
 
-def _site_dirs():
-    dirs = list(sys.path)
-    try:
-        import site
-
-        dirs += site.getsitepackages() + [site.getusersitepackages()]
-    except AttributeError:  # virtualenvs with an old site module
-        pass
-    return [d for d in dict.fromkeys(dirs) if d and os.path.isdir(d)]
-
-
 def find_nvrtc():
-    """libnvrtc: the dynamic loader's search, the nvidia-cuda-nvrtc wheel, then CUDA_HOME."""
-    name = ctypes.util.find_library("nvrtc")
-    if name:
-        return name
-    patterns = [
-        os.path.join(d, "nvidia", sub, "lib", "libnvrtc.so*")
-        for d in _site_dirs()
-        for sub in ("cuda_nvrtc", "cu*")
-    ]
-    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
-        if home:
-            patterns.append(os.path.join(home, "lib64", "libnvrtc.so*"))
-    for pattern in patterns:
-        hits = sorted(p for p in glob.glob(pattern) if "builtins" not in os.path.basename(p))
-        if hits:
-            return hits[0]
-    return None
+    """libnvrtc as pip or a CUDA toolkit installed it (see pykmr._cuda)."""
+    from pykmr import _cuda
+
+    return _cuda.find_nvrtc()
+
+
+def cuda_info():
+    """The CUDA part of `info`: AOT kernels, libcuda and GPUs, NVRTC (found the way kernels will find it)."""
+    from pykmr import _cuda, _kmr
+
+    _cuda.prepare()
+    c = _kmr.cuda_info()
+    return {
+        "built": c["built"],
+        "compiled": c["compiled"],
+        "archs": list(c["archs"]),
+        "aot_kernels": c["aot_kernels"],
+        "libcuda": c["driver_path"] or None,
+        "driver_version": c["driver_version"] or None,
+        "libcuda_error": c["driver_error"] or None,
+        "devices": list(c["devices"]),
+        "libnvrtc": c["nvrtc_path"] or None,
+        "nvrtc_version": c["nvrtc_version"] or None,
+        "nvrtc_error": c["nvrtc_error"] or None,
+    }
 
 
 def _cache_entries(path):
@@ -127,12 +125,7 @@ def collect_info():
             "note": "what the CPU offers (from /proc/cpuinfo), not yet what the kernels use",
         },
         "threads": _kmr.num_threads(),
-        "cuda": {
-            "compiled": False,
-            "archs": [],
-            "libcuda": ctypes.util.find_library("cuda"),
-            "libnvrtc": find_nvrtc(),
-        },
+        "cuda": cuda_info(),
         "cache": {
             "dir": cache_dir,
             "size_bytes": cache_size,
@@ -172,15 +165,26 @@ def print_info(info, out):
         "SIMD (CPU offers)", f"{simd['cpu_level'] or 'unknown'} ({' '.join(simd['cpu_flags']) or 'no flags'})"
     )
     row("CPU threads", info["threads"])
-    row("CUDA kernels", "compiled in" if cuda["compiled"] else "not compiled in (CPU only)")
-    row("CUDA archs", ", ".join(cuda["archs"]) or "-")
-    row("libcuda", cuda["libcuda"] or "not found")
-    row("libnvrtc", cuda["libnvrtc"] or "not found (pip install nvidia-cuda-nvrtc)")
+    if not cuda["built"]:
+        row("CUDA", "not built (KMR_CUDA=OFF)")
+    else:
+        row("CUDA AOT kernels", f"{cuda['aot_kernels']} ({', '.join(cuda['archs'])})" if cuda["compiled"]
+            else "none (NVRTC compiles every GPU kernel)")
+        row("libcuda", f"{cuda['libcuda']} (driver {cuda['driver_version']})" if cuda["libcuda"]
+            else f"not found: {_first_line(cuda['libcuda_error'])}")
+        for d in cuda["devices"]:
+            row(f"GPU {d['index']}", f"{d['name']} ({d['arch']}, {d['multiprocessors']} SMs)")
+        row("libnvrtc", f"{cuda['libnvrtc']} ({cuda['nvrtc_version']})" if cuda["libnvrtc"]
+            else "not found (pip install nvidia-cuda-nvrtc)")
     if cache["dir"]:
         row("cache", f"{cache['dir']} ({_entries(cache['entries'])}, {_human(cache['size_bytes'] or 0)})")
     else:
         row("cache", f"unavailable: {cache['error']}")
     row("torch / numpy", f"{info['torch'] or 'not installed'} / {info['numpy'] or 'not installed'}")
+
+
+def _first_line(text):
+    return (text or "").strip().splitlines()[0] if text else ""
 
 
 def _cmd_info(args, out):
@@ -202,6 +206,27 @@ def _cmd_cache(args, out):
         print(f"cleared {_entries(entries)} ({_human(before)}) from {path}", file=out)
     else:
         print(f"{path}: {_entries(entries)}, {_human(before)}", file=out)
+    return 0
+
+
+def _cmd_compile(args, out):
+    """Compiles one formula into the cache without running it (no GPU needed for --backend cuda)."""
+    from pykmr import _cuda, _kmr
+
+    g = _kmr.Genred(args.formula, list(args.aliases), args.reduction, args.axis, args.opt_arg or 0,
+                    args.formula2 or "", "auto", "auto")
+    if args.backend == "cpu":
+        where = g.prepare(args.dtype)
+        print(f"CPU kernel for {g.key} [{args.dtype}]: {where}", file=sys.stderr)
+        print(where if where == "precompiled" else f"jit (cache {_kmr.cache_dir()})", file=out)
+        return 0
+    _cuda.prepare()
+    if g.is_precompiled_cuda(args.dtype):
+        print(f"note: libkmr embeds this kernel precompiled for {', '.join(_kmr.cuda_info()['archs'])}; "
+              "compiling it with NVRTC anyway", file=sys.stderr)
+    path = g.prepare_cuda(args.dtype, args.arch, True)
+    print(f"CUDA kernel for {g.key} [{args.dtype}], {args.arch}:", file=sys.stderr)
+    print(path, file=out)
     return 0
 
 
@@ -228,7 +253,7 @@ def _positive_int(text):
 
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m pykmr", description="pykmr: kernel map-reductions.")
-    sub = p.add_subparsers(dest="command", metavar="{demo,info,cache}")
+    sub = p.add_subparsers(dest="command", metavar="{demo,info,cache,compile}")
     sub.required = True
 
     d = sub.add_parser("demo", help="Gaussian convolution timings: pykmr vs a dense N x N reference")
@@ -257,6 +282,22 @@ def build_parser():
     c = sub.add_parser("cache", help="the JIT cache ($KMR_CACHE_DIR or ~/.cache/pykmr/<version>)")
     c.add_argument("action", choices=("info", "clear"))
     c.set_defaults(func=_cmd_cache)
+
+    k = sub.add_parser("compile", help="compile a formula into the cache; prints the cubin/PTX path last",
+                       description="Compiles FORMULA with ALIASes ('X = Vi(3)'...) into the kernel cache "
+                       "without running it. --backend cuda needs NVRTC but no GPU and prints the cubin (or "
+                       "PTX) path as its last line; --backend cpu pre-warms the host JIT.")
+    k.add_argument("--backend", choices=("cuda", "cpu"), default="cuda")
+    k.add_argument("--arch", default="sm_90", help="GPU arch for --backend cuda (default sm_90)")
+    k.add_argument("--reduction", default="Sum", help="reduction (default Sum)")
+    k.add_argument("--axis", type=int, choices=(0, 1), default=1,
+                   help="1: reduce over j (default), 0: over i")
+    k.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    k.add_argument("--opt-arg", type=int, default=None, help="K of KMin/ArgKMin/KMin_ArgKMin")
+    k.add_argument("--formula2", default=None, help="weights of LogSumExp / SumSoftMaxWeight")
+    k.add_argument("formula")
+    k.add_argument("aliases", nargs="*", metavar="ALIAS")
+    k.set_defaults(func=_cmd_compile)
     return p
 
 

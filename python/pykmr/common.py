@@ -17,10 +17,6 @@ from pykmr import _kmr
 CATS = ("Vi", "Vj", "Pm")  # category codes 0, 1, 2 of _kmr.Genred.args
 _CAT_OF = {"Vi": 0, "Vx": 0, "Vj": 1, "Vy": 1, "Pm": 2}
 
-CUDA_UNAVAILABLE = (
-    "pykmr: the CUDA backend is not available in this build (CPU only for now); "
-    "move the tensors to the CPU and use backend='auto' or 'CPU'"
-)
 
 # ---------------------------------------------------------------------------------------------------------
 # Aliases: "X = Vi(3)", "X = Vi(0, 3)", "X = Var(0, 3, 0)", older "X = Vx(3)" / "Vy"
@@ -264,7 +260,9 @@ def keops_options_to_dtype_acc(opts, dtype_acc):
 
 @dataclass(frozen=True)
 class Device:
-    """Where a kernel runs. CUDA launches (issue 4) add their index and stream here."""
+    """Where a kernel runs: "cpu"; "cuda" (device pointers of GPU `index`, queued on `stream`, an integer
+    CUstream of its primary context, 0 for the default stream); "cuda_host" (host pointers, copied to GPU
+    `index` and back by libkmr)."""
 
     type: str = "cpu"
     index: int = -1
@@ -277,9 +275,20 @@ CPU = Device()
 def launch(core: GenredCore, dtype: str, ptrs, nx: int, ny: int, out_ptr: int, device: Device = CPU,
            kernel=None):
     """Runs a kernel on contiguous row-major data (the one place where kernels start)."""
-    if device.type != "cpu":
-        raise RuntimeError(CUDA_UNAVAILABLE)
-    (kernel or core.kernel).run(dtype, list(ptrs), nx, ny, out_ptr)
+    k = kernel or core.kernel
+    if device.type == "cpu":
+        k.run(dtype, list(ptrs), nx, ny, out_ptr)
+        return
+    from pykmr import _cuda
+
+    _cuda.prepare()
+    if device.type == "cuda":
+        k.run_cuda(dtype, list(ptrs), nx, ny, out_ptr, device.index, device.stream)
+    elif device.type == "cuda_host":
+        _cuda.require_gpu()
+        k.run_cuda_host(dtype, list(ptrs), nx, ny, out_ptr, max(device.index, 0))
+    else:
+        raise ValueError(f"pykmr: unknown device type {device.type!r}")
 
 
 def postprocess(raw, core: GenredCore, to_index):

@@ -14,7 +14,8 @@ import numpy as np
 
 from pykmr import kernels as _kernels
 from pykmr.common import (
-    CUDA_UNAVAILABLE,
+    CPU,
+    Device,
     GenredCore,
     check_call_options,
     check_out_shapes,
@@ -43,11 +44,11 @@ class Genred:
         check_call_options(backend, device_id, ranges)
         arrays = _convert(core, args)
         nx, ny = core.check_shapes([a.shape for a in arrays])
-        if backend.startswith("GPU"):
-            raise RuntimeError(CUDA_UNAVAILABLE)
+        # numpy arrays live on the host: backend="GPU" copies them to the GPU and back.
+        device = Device("cuda_host", device_id) if backend.startswith("GPU") else CPU
         dtype = str(arrays[0].dtype) if arrays else "float32"
         raw = np.empty((core.out_rows(nx, ny), core.out_dim), dtype=dtype)
-        launch(core, dtype, [a.ctypes.data for a in arrays], nx, ny, raw.ctypes.data)
+        launch(core, dtype, [a.ctypes.data for a in arrays], nx, ny, raw.ctypes.data, device)
         result = postprocess(raw, core, lambda a: a.astype(np.int64))
         if out is None:
             return result

@@ -6,4 +6,5 @@ namespace kmr::python {
 void init_errors(pybind11::module_& m);
 void init_core(pybind11::module_& m);
 void init_genred(pybind11::module_& m);
+void init_cuda(pybind11::module_& m);
 }  // namespace kmr::python

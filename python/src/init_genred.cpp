@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "bindings.hpp"
+#include "kmr/runtime/cuda.hpp"
 #include "kmr/runtime/genred.hpp"
 
 namespace py = pybind11;
@@ -34,6 +35,28 @@ std::vector<std::pair<int, int>> arg_list(const kmr::Genred& g) {
   return out;
 }
 
+// CUDA: device pointers on GPU `device`, queued on `stream` (a CUstream as an integer, 0: default).
+void run_cuda_pointers(const kmr::Genred& g, const std::string& dtype, const std::vector<std::uintptr_t>& args,
+                       std::int64_t nx, std::int64_t ny, std::uintptr_t out, int device, std::uintptr_t stream) {
+  std::vector<const void*> p;
+  p.reserve(args.size());
+  for (std::uintptr_t a : args) p.push_back(reinterpret_cast<const void*>(a));
+  const kmr::DType dt = parse_dtype(dtype);
+  py::gil_scoped_release release;
+  g.run_cuda(dt, p.data(), p.size(), nx, ny, reinterpret_cast<void*>(out), device, reinterpret_cast<void*>(stream));
+}
+
+// CUDA on host pointers: copied to GPU `device` and back.
+void run_cuda_host_pointers(const kmr::Genred& g, const std::string& dtype, const std::vector<std::uintptr_t>& args,
+                            std::int64_t nx, std::int64_t ny, std::uintptr_t out, int device) {
+  std::vector<const void*> p;
+  p.reserve(args.size());
+  for (std::uintptr_t a : args) p.push_back(reinterpret_cast<const void*>(a));
+  const kmr::DType dt = parse_dtype(dtype);
+  py::gil_scoped_release release;
+  g.run_cuda_host(dt, p.data(), p.size(), nx, ny, reinterpret_cast<void*>(out), device);
+}
+
 kmr::Genred make_genred(const std::string& formula, const std::vector<std::string>& aliases,
                         const std::string& reduction, int axis, long long opt_arg, const std::string& formula2,
                         const std::string& dtype_acc, const std::string& sum_scheme) {
@@ -59,7 +82,26 @@ void init_genred(py::module_& m) {
       .def("is_precompiled", [](const kmr::Genred& g, const std::string& d) { return g.is_precompiled(parse_dtype(d)); })
       .def("prepare", [](const kmr::Genred& g, const std::string& d) { return g.prepare(parse_dtype(d)); })
       .def("run", &run_pointers, py::arg("dtype"), py::arg("args"), py::arg("nx"), py::arg("ny"), py::arg("out"),
-           "Runs on raw data pointers (contiguous, row-major); releases the GIL.");
+           "Runs on raw data pointers (contiguous, row-major); releases the GIL.")
+      .def("run_cuda", &run_cuda_pointers, py::arg("dtype"), py::arg("args"), py::arg("nx"), py::arg("ny"),
+           py::arg("out"), py::arg("device"), py::arg("stream"),
+           "Queues the kernel on CUDA device pointers of GPU `device`, on `stream` (an integer CUstream).")
+      .def("run_cuda_host", &run_cuda_host_pointers, py::arg("dtype"), py::arg("args"), py::arg("nx"), py::arg("ny"),
+           py::arg("out"), py::arg("device"), "Runs on GPU `device` from host pointers (copies in and out).")
+      .def("is_precompiled_cuda", [](const kmr::Genred& g, const std::string& d) {
+        return g.is_precompiled_cuda(parse_dtype(d));
+      })
+      .def(
+          "prepare_cuda",
+          [](const kmr::Genred& g, const std::string& d, const std::string& arch, bool force_nvrtc) {
+            const kmr::DType dt = parse_dtype(d);
+            const int a = kmr::cuda::parse_arch(arch);
+            py::gil_scoped_release release;
+            return g.prepare_cuda(dt, a, force_nvrtc);
+          },
+          py::arg("dtype"), py::arg("arch"), py::arg("force_nvrtc") = false,
+          "The CUDA kernel for `arch` (e.g. 'sm_90'), without a GPU: 'precompiled', or the path of the cubin/PTX "
+          "NVRTC wrote to the cache.");
 }
 
 }  // namespace kmr::python

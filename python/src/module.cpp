@@ -5,4 +5,5 @@ PYBIND11_MODULE(_kmr, m) {
   kmr::python::init_errors(m);
   kmr::python::init_core(m);
   kmr::python::init_genred(m);
+  kmr::python::init_cuda(m);
 }

@@ -56,103 +56,12 @@ State& state() {
   return *s;
 }
 
-void log_line(const std::string& msg) {
-  if (detail::quiet()) return;
-  std::fprintf(stderr, "[pykmr] %s\n", msg.c_str());
-  std::fflush(stderr);
-}
-
-std::string unique_suffix() {
-  static std::mutex mu;
-  static std::mt19937_64 rng{[] {
-    std::random_device rd;
-    return (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
-           static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  }()};
-  std::uint64_t r;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    r = rng();
-  }
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "tmp.%ld.%016llx", static_cast<long>(::getpid()), static_cast<unsigned long long>(r));
-  return buf;
-}
-
-// flock() on <entry>.lock for the life of the object. Where the file system
-// has no locks the build goes on unlocked: the rename keeps the entry whole.
-class FileLock {
- public:
-  explicit FileLock(const std::string& path) {
-    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd_ < 0) {
-      const int err = errno;
-      fail("pykmr cannot open the lock file " + path + ": " + std::strerror(err));
-    }
-    int rc;
-    do {
-      rc = ::flock(fd_, LOCK_EX);
-    } while (rc != 0 && errno == EINTR);
-    held_ = rc == 0;
-  }
-  bool held() const { return held_; }
-  ~FileLock() { ::close(fd_); }  // closing releases the lock
-  FileLock(const FileLock&) = delete;
-  FileLock& operator=(const FileLock&) = delete;
-
- private:
-  int fd_ = -1;
-  bool held_ = false;
-};
-
-// Writes `text` to `tmp`, then renames it to `path`.
-void write_file_atomic(const std::string& path, const std::string& tmp, const std::string& text) {
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    const int err = errno;
-    fail("pykmr cannot write " + tmp + ": " + std::strerror(err));
-  }
-  std::size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      fail("pykmr cannot write " + tmp + ": " + std::strerror(err));
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    fail("pykmr cannot rename " + tmp + " to " + path + ": " + std::strerror(err));
-  }
-}
-
-template <class F>
-void for_each_entry(const std::string& dir, F&& f) {
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) {
-    const int err = errno;
-    fail("pykmr cannot list the kernel cache folder " + dir + ": " + std::strerror(err));
-  }
-  while (const dirent* e = ::readdir(d)) f(std::string(e->d_name));
-  ::closedir(d);
-}
-
-// Removes <dir>/<hash>.tmp.* : under the entry's lock only a dead process
-// (killed while compiling) can have left them.
-void remove_stale_temps(const std::string& dir, const std::string& hash) {
-  const std::string prefix = hash + ".tmp.";
-  std::vector<std::string> stale;
-  for_each_entry(dir, [&](const std::string& name) {
-    if (name.compare(0, prefix.size(), prefix) == 0) stale.push_back(dir + "/" + name);
-  });
-  for (const auto& p : stale) ::unlink(p.c_str());
-}
+using detail::FileLock;
+using detail::for_each_entry;
+using detail::log_line;
+using detail::remove_stale_temps;
+using detail::unique_suffix;
+using detail::write_file_atomic;
 
 enum class Load { Missing, Ok, Bad };
 

@@ -1,6 +1,7 @@
 // Private pieces of the host JIT shared by src/jit/*.cpp.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,6 +45,32 @@ void check_private_dir(const std::string& path, const char* what);
 // lstat()s an entry file. Returns false when it does not exist; throws when
 // it exists but is not a regular file owned by us and private.
 bool check_private_entry(const std::string& path);
+
+// ---- store.cpp --------------------------------------------------------------
+// Disk-cache primitives shared by the host JIT and the CUDA kernel cache.
+void log_line(const std::string& msg);  // "[pykmr] msg" on stderr unless quiet()
+std::string unique_suffix();            // "tmp.<pid>.<random>": temp names that no other writer uses
+// flock() on a lock file for the life of the object. Where the file system
+// has no locks the build goes on unlocked: the rename keeps the entry whole.
+class FileLock {
+ public:
+  explicit FileLock(const std::string& path);  // throws when the file cannot be opened
+  ~FileLock();
+  bool held() const { return held_; }
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+ private:
+  int fd_ = -1;
+  bool held_ = false;
+};
+// Writes `text` to `tmp` (mode 0600, O_EXCL), then renames it to `path`.
+void write_file_atomic(const std::string& path, const std::string& tmp, const std::string& text);
+void for_each_entry(const std::string& dir, const std::function<void(const std::string&)>& f);
+// Removes <dir>/<hash>.tmp.* : under the entry's lock only a dead process
+// (killed while compiling) can have left them.
+void remove_stale_temps(const std::string& dir, const std::string& hash);
+bool read_file(const std::string& path, std::string* out);  // false when it cannot be read
 
 // ---- key.cpp ----------------------------------------------------------------
 std::string headers_hash(const std::string& include_dir);  // cached per folder

@@ -3,6 +3,8 @@
 #include <mutex>
 
 #include "../cpu/thread_pool.hpp"
+#include "../cuda/kernels.hpp"
+#include "../cuda/launch.hpp"
 #include "kernel_spec.hpp"
 #include "kmr/exec/kernel_abi.h"
 #include "kmr/runtime/formula.hpp"
@@ -47,6 +49,11 @@ struct Genred::Impl {
   mutable std::mutex mutex;
   mutable kmr_kernel_fn kernels[2] = {nullptr, nullptr};
   mutable std::string module_path[2];
+
+  bool check_call(const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny, const void* out,
+                  std::vector<const void*>* canonical) const;
+  cuda::LaunchRequest cuda_request(DType dtype, std::vector<const void*> canonical, std::int64_t nx, std::int64_t ny,
+                                   void* out, int device) const;
 
   KernelSpec spec(DType dtype) const {
     KernelSpec s;
@@ -154,33 +161,41 @@ std::string Genred::prepare(DType dtype) const {
   return impl_->module_path[dtype == DType::Float32 ? 0 : 1];
 }
 
-void Genred::run(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
-                 void* out) const {
-  const Impl& g = *impl_;
-  if (nargs != g.args.size())
-    throw Error(ErrorKind::Value, "kmr: " + g.description + " expects " + std::to_string(g.args.size()) +
+// Checks a call and returns its arguments in canonical order; false when there is no output row.
+bool Genred::Impl::check_call(const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
+                              const void* out, std::vector<const void*>* canonical) const {
+  if (nargs != this->args.size())
+    throw Error(ErrorKind::Value, "kmr: " + description + " expects " + std::to_string(this->args.size()) +
                                       " arguments, got " + std::to_string(nargs));
   if (nx < 0 || ny < 0) throw Error(ErrorKind::Value, "kmr: negative sizes nx/ny");
   // The kernel reduces over its j: for axis 0 that is the user's i.
-  const std::int64_t rows = g.axis == 1 ? nx : ny;
-  const std::int64_t reduced = g.axis == 1 ? ny : nx;
-  if (g.red->needs_k && g.k > reduced)
-    throw Error(ErrorKind::Value, "kmr: K = " + std::to_string(g.k) + " is larger than the number of reduced points (" +
-                                      std::to_string(reduced) + ") in " + g.description);
-  if (rows == 0) return;
+  const std::int64_t rows = axis == 1 ? nx : ny;
+  const std::int64_t reduced = axis == 1 ? ny : nx;
+  if (red->needs_k && k > reduced)
+    throw Error(ErrorKind::Value, "kmr: K = " + std::to_string(k) + " is larger than the number of reduced points (" +
+                                      std::to_string(reduced) + ") in " + description);
+  if (rows == 0) return false;
   if (!out) throw Error(ErrorKind::Value, "kmr: null output pointer");
   for (std::size_t a = 0; a < nargs; ++a) {
-    const std::int64_t n = g.args[a].cat == 0 ? nx : g.args[a].cat == 1 ? ny : 1;
+    const std::int64_t n = this->args[a].cat == 0 ? nx : this->args[a].cat == 1 ? ny : 1;
     if (n > 0 && !args[a])
       throw Error(ErrorKind::Value, "kmr: argument " + std::to_string(a) + " is a null pointer");
   }
-  std::vector<const void*> canonical(g.formula.user_pos.size());
-  for (std::size_t p = 0; p < canonical.size(); ++p) canonical[p] = args[g.formula.user_pos[p]];
+  canonical->resize(formula.user_pos.size());
+  for (std::size_t p = 0; p < canonical->size(); ++p) (*canonical)[p] = args[formula.user_pos[p]];
+  return true;
+}
+
+void Genred::run(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
+                 void* out) const {
+  const Impl& g = *impl_;
+  std::vector<const void*> canonical;
+  if (!g.check_call(args, nargs, nx, ny, out, &canonical)) return;
 
   kmr_kernel_call call{};
   call.abi_version = KMR_KERNEL_ABI_VERSION;
-  call.nx = rows;
-  call.ny = reduced;
+  call.nx = g.axis == 1 ? nx : ny;
+  call.ny = g.axis == 1 ? ny : nx;
   call.k = g.k;
   call.args = canonical.data();
   call.out = out;
@@ -190,6 +205,57 @@ void Genred::run(DType dtype, const void* const* args, std::size_t nargs, std::i
   const kmr_kernel_fn fn = g.kernel(dtype);
   if (fn(&call) != 0) throw Error(ErrorKind::Runtime, "kmr: kernel failed for " + g.description);
 }
+
+cuda::LaunchRequest Genred::Impl::cuda_request(DType dtype, std::vector<const void*> canonical, std::int64_t nx,
+                                               std::int64_t ny, void* out, int device) const {
+  cuda::LaunchRequest r;
+  r.spec = spec(dtype);
+  r.what = description + " [" + r.spec.dtype + "]";
+  r.dimf = formula.dim;
+  for (const VarInfo& v : formula.vars)
+    if (v.cat == 1) r.dj += v.dim;
+  r.runtime_k = red->needs_k;
+  r.k = k;
+  r.nx = axis == 1 ? nx : ny;  // kernel rows: the swap of axis 0 is in the formula
+  r.ny = axis == 1 ? ny : nx;
+  const std::size_t tb = dtype == DType::Float32 ? 4 : 8;
+  for (std::size_t p = 0; p < canonical.size(); ++p) {
+    const VarInfo& v = formula.vars[p];
+    const std::int64_t n = v.cat == 0 ? r.nx : v.cat == 1 ? r.ny : 1;
+    r.bytes.push_back(std::size_t(n) * std::size_t(v.dim) * tb);
+  }
+  r.args = std::move(canonical);
+  r.out = out;
+  r.out_dim = out_dim;
+  r.device = device;
+  return r;
+}
+
+void Genred::run_cuda(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
+                      void* out, int device, void* stream) const {
+  const Impl& g = *impl_;
+  std::vector<const void*> canonical;
+  if (!g.check_call(args, nargs, nx, ny, out, &canonical)) return;
+  cuda::LaunchRequest r = g.cuda_request(dtype, std::move(canonical), nx, ny, out, device);
+  r.stream = stream;
+  cuda::launch(r);
+}
+
+void Genred::run_cuda_host(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
+                           void* out, int device) const {
+  const Impl& g = *impl_;
+  std::vector<const void*> canonical;
+  if (!g.check_call(args, nargs, nx, ny, out, &canonical)) return;
+  cuda::launch_host(g.cuda_request(dtype, std::move(canonical), nx, ny, out, device));
+}
+
+std::string Genred::prepare_cuda(DType dtype, int arch, bool force_nvrtc) const {
+  const KernelSpec s = impl_->spec(dtype);
+  if (!force_nvrtc && cuda::aot_has(s)) return "precompiled";
+  return cuda::compile_for_arch(s, arch, impl_->description + " [" + s.dtype + "]");
+}
+
+bool Genred::is_precompiled_cuda(DType dtype) const { return cuda::aot_has(impl_->spec(dtype)); }
 
 const char* version() { return KMR_VERSION; }
 int num_threads() { return cpu::num_threads(); }

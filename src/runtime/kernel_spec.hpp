@@ -23,4 +23,10 @@ std::string kernel_function(const KernelSpec& spec, const std::string& fn_name);
 // A translation unit defining `extern "C" int <fn_name>(const kmr_kernel_call*)`.
 std::string kernel_source(const KernelSpec& spec, const std::string& fn_name);
 
+// CUDA: the two `extern "C" __global__` entry points <fn_name> (map-reduce) and
+// <fn_name>_merge of include/kmr/exec/cuda_driver.cuh running the spec.
+std::string cuda_kernel_function(const KernelSpec& spec, const std::string& fn_name);
+// A CUDA translation unit (nvcc or NVRTC) defining them.
+std::string cuda_kernel_source(const KernelSpec& spec, const std::string& fn_name);
+
 }  // namespace kmr

@@ -30,3 +30,32 @@ def seed(request):
     torch.manual_seed(value)
     np.random.seed(value)
     return value
+
+
+def _gpu_missing():
+    """Why the tests marked `gpu` cannot run here (None when a CUDA GPU is usable by torch and pykmr)."""
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed"
+    if not torch.cuda.is_available():
+        return "torch sees no CUDA GPU"
+    from pykmr import _cuda
+
+    return _cuda.unavailable_reason()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` are skipped without a CUDA GPU, with the reason; KMR_TEST_REQUIRE_GPU=1 (the GPU
+    check script) makes a missing GPU an error instead, so that a GPU run cannot pass by skipping."""
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if not gpu_items:
+        return
+    why = _gpu_missing()
+    if why is None:
+        return
+    if os.environ.get("KMR_TEST_REQUIRE_GPU") == "1":
+        raise pytest.UsageError(f"KMR_TEST_REQUIRE_GPU=1 but no GPU can be used: {why}")
+    mark = pytest.mark.skip(reason=f"needs a CUDA GPU: {why}")
+    for item in gpu_items:
+        item.add_marker(mark)

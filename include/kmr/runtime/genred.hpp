@@ -60,6 +60,20 @@ class Genred {
   // Compiles (or finds) the kernel now; returns the path of the module or "precompiled".
   std::string prepare(DType dtype) const;
 
+  // CUDA (kmr/runtime/cuda.hpp). args and out are device memory of GPU `device`,
+  // the kernel is queued on `stream` (a CUstream of the device's primary context;
+  // null: the default stream) and the call returns without waiting for it.
+  void run_cuda(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny, void* out,
+                int device, void* stream) const;
+  // Same on host memory: copies the arguments to GPU `device`, runs, copies the output back.
+  void run_cuda_host(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
+                     void* out, int device) const;
+  // The CUDA kernel for compute capability `arch` (e.g. 90), without a GPU: "precompiled"
+  // when the embedded fatbins hold it, else NVRTC compiles it into the cache (unless
+  // `force_nvrtc` is false and it is precompiled) and the path of the cubin (or PTX) is returned.
+  std::string prepare_cuda(DType dtype, int arch, bool force_nvrtc = false) const;
+  bool is_precompiled_cuda(DType dtype) const;  // the embedded fatbins hold this kernel
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

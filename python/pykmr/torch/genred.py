@@ -8,7 +8,7 @@ import torch
 
 from pykmr.common import (
     CPU,
-    CUDA_UNAVAILABLE,
+    Device,
     GenredCore,
     check_call_options,
     check_out_shapes,
@@ -55,6 +55,11 @@ class Genred:
         nx, ny = core.check_shapes([t.shape for t in tensors])
         tensors = [t.reshape(-1) if cat == 2 else t for t, (cat, _) in zip(tensors, core.args)]
         device = _device(core, tensors, backend, device_id)
+        back_to_cpu = device.type == "cuda_host"  # CPU tensors with backend="GPU": run on a copy on the GPU
+        if back_to_cpu:
+            gpu = torch.device("cuda", device.index)
+            tensors = [t.to(gpu) for t in tensors]
+            device = Device("cuda", device.index, torch.cuda.current_stream(gpu).cuda_stream)
         needs_grad = (torch.is_grad_enabled() and core.red.kind != "index"
                       and any(t.requires_grad for t in tensors))
         if needs_grad:
@@ -65,6 +70,8 @@ class Genred:
         else:
             raw = self.forward_raw(tensors, nx, ny, device)[0]
         result = postprocess(raw, core, lambda a: a.long())
+        if back_to_cpu:
+            result = tuple(r.cpu() for r in result) if isinstance(result, tuple) else result.cpu()
         if out is None:
             return result
         outs, results = check_out_shapes(core, out, result, lambda o: isinstance(o, torch.Tensor))
@@ -123,7 +130,8 @@ def _is_numbers(a):
 
 
 def _device(core, tensors, backend, device_id):
-    """The device of the call. CUDA tensors (and backend='GPU') wait for the CUDA backend (issue 4)."""
+    """The device of the call: the tensors' (backend="auto"), checked against backend and device_id. CPU
+    tensors with backend="GPU" give Device("cuda_host"): the caller copies them to that GPU and back."""
     first = None
     for p, t in enumerate(tensors):
         if first is None:
@@ -132,6 +140,23 @@ def _device(core, tensors, backend, device_id):
             raise ValueError(f"pykmr: {core.labels[first]} is on {tensors[first].device} but "
                              f"{core.labels[p]} is on {t.device}; put all arguments on one device")
     dev = tensors[first].device if first is not None else torch.device("cpu")
-    if dev.type != "cpu" or backend.startswith("GPU"):
-        raise RuntimeError(CUDA_UNAVAILABLE)
-    return CPU
+    gpu = backend.startswith("GPU")
+    if dev.type == "cuda":
+        if backend == "CPU":
+            raise ValueError(f"pykmr: backend='CPU' but the arguments are on {dev}; move them to the CPU "
+                             "(tensor.cpu()) or use backend='auto'")
+        if device_id not in (-1, dev.index):
+            raise ValueError(f"pykmr: device_id={device_id} but the arguments are on {dev}")
+        return Device("cuda", dev.index, torch.cuda.current_stream(dev).cuda_stream)
+    if dev.type != "cpu":
+        raise ValueError(f"pykmr: arguments on {dev} are not supported (CPU or CUDA tensors)")
+    if not gpu:
+        return CPU
+    from pykmr import _cuda
+
+    _cuda.require_gpu()
+    if not torch.cuda.is_available():
+        raise RuntimeError("pykmr: backend='GPU' with CPU tensors copies them to the GPU with torch, but "
+                           "this torch has no CUDA support; install a CUDA build of torch, or use "
+                           "backend='CPU'")
+    return Device("cuda_host", device_id if device_id >= 0 else torch.cuda.current_device())
