@@ -122,7 +122,8 @@ def collect_info():
         "simd": {
             "cpu_level": level,
             "cpu_flags": flags,
-            "note": "what the CPU offers (from /proc/cpuinfo), not yet what the kernels use",
+            "kernels": _kmr.cpu_isa(),
+            "note": "cpu_level/cpu_flags: what the CPU offers; kernels: what the precompiled kernels use (the JIT compiles for the host)",
         },
         "threads": _kmr.num_threads(),
         "cuda": cuda_info(),
@@ -164,6 +165,7 @@ def print_info(info, out):
     row(
         "SIMD (CPU offers)", f"{simd['cpu_level'] or 'unknown'} ({' '.join(simd['cpu_flags']) or 'no flags'})"
     )
+    row("SIMD (kernels use)", simd["kernels"])
     row("CPU threads", info["threads"])
     if not cuda["built"]:
         row("CUDA", "not built (KMR_CUDA=OFF)")

@@ -29,6 +29,7 @@ void init_core(py::module_& m) {
   m.attr("__version__") = kmr::version();
   m.def("num_precompiled", &kmr::num_precompiled, "Number of precompiled kernels in this build.");
   m.def("num_threads", &kmr::num_threads, "Threads used by CPU kernels.");
+  m.def("cpu_isa", &kmr::cpu_isa, "Instruction set of the precompiled CPU kernels on this machine.");
   m.def("set_num_threads", &kmr::set_num_threads, py::arg("n"), "Set the CPU threads (0: default).");
   m.def("cache_dir", &kmr::jit::cache_dir, "The JIT cache folder (created private if absent).");
   m.def("cache_size_bytes", &kmr::jit::cache_size_bytes);

@@ -2,6 +2,7 @@
 
 #include <mutex>
 
+#include "../cpu/isa.hpp"
 #include "../cpu/thread_pool.hpp"
 #include "../cuda/kernels.hpp"
 #include "../cuda/launch.hpp"
@@ -258,6 +259,7 @@ std::string Genred::prepare_cuda(DType dtype, int arch, bool force_nvrtc) const 
 bool Genred::is_precompiled_cuda(DType dtype) const { return cuda::aot_has(impl_->spec(dtype)); }
 
 const char* version() { return KMR_VERSION; }
+const char* cpu_isa() { return cpu::isa_level_name(cpu::isa_level()); }
 int num_threads() { return cpu::num_threads(); }
 void set_num_threads(int n) { cpu::set_num_threads(n); }
 

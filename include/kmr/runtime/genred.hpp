@@ -84,6 +84,8 @@ int num_threads();
 void set_num_threads(int n);
 // Version of libkmr (the project version of CMakeLists.txt).
 const char* version();
+// Instruction set the precompiled CPU kernels run with here: "baseline", "avx2" or "avx512".
+const char* cpu_isa();
 // Number of precompiled kernels in this build.
 std::size_t num_precompiled();
 
