@@ -123,7 +123,8 @@ def collect_info():
             "cpu_level": level,
             "cpu_flags": flags,
             "kernels": _kmr.cpu_isa(),
-            "note": "cpu_level/cpu_flags: what the CPU offers; kernels: what the precompiled kernels use (the JIT compiles for the host)",
+            "note": "cpu_level/cpu_flags: what the CPU offers; kernels: what the precompiled kernels use "
+            "(the JIT compiles for the host)",
         },
         "threads": _kmr.num_threads(),
         "cuda": cuda_info(),
@@ -266,8 +267,8 @@ def build_parser():
     d.add_argument(
         "--max-seconds",
         type=float,
-        default=10.0,
-        help="skip a size that would take longer than this, per method (default 10)",
+        default=30.0,
+        help="skip a size that would take longer than this, per method (default 30: N = 2e5 runs on 2 cores)",
     )
     d.add_argument(
         "--dense-mem-gb",

@@ -129,7 +129,7 @@ def run(
     plot=True,
     output="pykmr-demo.png",
     b_dim=1,
-    max_seconds=10.0,
+    max_seconds=30.0,
     dense_mem_gb=None,
     repeats=5,
     seed=0,
