@@ -96,8 +96,6 @@ def test_cache_clear_removes_a_compiled_kernel(tmp_path):
     )
     env = {**os.environ, "KMR_CACHE_DIR": str(cache), "KMR_QUIET": "1"}
     r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    if r.returncode != 0 and "compiler" in r.stderr:
-        pytest.skip(f"no JIT compiler: {r.stderr.strip().splitlines()[-1]}")
     assert r.returncode == 0, r.stderr
     assert any(cache.iterdir())
     r = run_cli("cache", "clear", cache=cache)
