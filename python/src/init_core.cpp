@@ -9,6 +9,29 @@ namespace py = pybind11;
 
 namespace kmr::python {
 
+namespace {
+
+// libkmr's log lines (one per compilation) go to pykmr._logging.emit, which hands them to the `pykmr`
+// logger when someone listens and returns False otherwise (libkmr then prints them unless KMR_QUIET).
+// Compilations run with the GIL released (see init_genred.cpp), so taking it here cannot deadlock.
+bool python_log(kmr::jit::LogLevel level, const std::string& message) {
+#if PY_VERSION_HEX >= 0x030D0000
+  if (!Py_IsInitialized() || Py_IsFinalizing()) return false;
+#else
+  if (!Py_IsInitialized() || _Py_IsFinalizing()) return false;
+#endif
+  py::gil_scoped_acquire gil;
+  try {
+    const int py_level = level == kmr::jit::LogLevel::Warning ? 30 : 20;  // logging.WARNING, logging.INFO
+    return py::module_::import("pykmr._logging").attr("emit")(py_level, message).cast<bool>();
+  } catch (py::error_already_set& e) {
+    e.discard_as_unraisable("pykmr log handler");
+    return false;
+  }
+}
+
+}  // namespace
+
 void init_errors(py::module_& m) {
   // kmr::Error keeps its kind: ValueError (bad formula/arguments), TypeError, RuntimeError.
   py::register_exception_translator([](std::exception_ptr p) {
@@ -37,6 +60,7 @@ void init_core(py::module_& m) {
   m.def("include_dir", &kmr::jit::include_dir, "Headers the JIT compiles against.");
   m.def("compiler_command", &kmr::jit::compiler_command);
   m.def("compiler_identity", &kmr::jit::compiler_identity);
+  kmr::jit::set_log_handler(&python_log);
 }
 
 }  // namespace kmr::python

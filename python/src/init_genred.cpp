@@ -80,7 +80,12 @@ void init_genred(py::module_& m) {
       .def_property_readonly("key", &kmr::Genred::key)
       .def_property_readonly("args", &arg_list, "(category, dim) per argument; category 0: i, 1: j, 2: parameter")
       .def("is_precompiled", [](const kmr::Genred& g, const std::string& d) { return g.is_precompiled(parse_dtype(d)); })
-      .def("prepare", [](const kmr::Genred& g, const std::string& d) { return g.prepare(parse_dtype(d)); })
+      .def("prepare",
+           [](const kmr::Genred& g, const std::string& d) {
+             const kmr::DType dt = parse_dtype(d);
+             py::gil_scoped_release release;  // it may compile (and log through Python from the compiling thread)
+             return g.prepare(dt);
+           })
       .def("run", &run_pointers, py::arg("dtype"), py::arg("args"), py::arg("nx"), py::arg("ny"), py::arg("out"),
            "Runs on raw data pointers (contiguous, row-major); releases the GIL.")
       .def("run_cuda", &run_cuda_pointers, py::arg("dtype"), py::arg("args"), py::arg("nx"), py::arg("ny"),

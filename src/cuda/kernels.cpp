@@ -117,7 +117,8 @@ bool try_aot(const KernelSpec& spec, int device, Kernel* k) {
       s.aot_failures[{device, img}] = rc;
       jit::detail::log_line("the precompiled CUDA kernels '" + std::string(img->entry) + "' do not load on GPU " +
                             std::to_string(device) + " (" + error_text(rc, "cuModuleLoadData") +
-                            "); compiling with NVRTC instead");
+                            "); compiling with NVRTC instead",
+                            jit::LogLevel::Warning);
       return false;
     }
     auto ins = s.aot_modules.emplace(std::make_pair(device, static_cast<const void*>(img)), mod);
@@ -138,7 +139,8 @@ void jit_kernel(const KernelSpec& spec, int device, const std::string& what, Ker
   CUresult rc = driver().cuModuleLoadData(&mod, img.image.c_str());
   if (rc != CUDA_SUCCESS && rc != CUDA_ERROR_OUT_OF_MEMORY && img.from_disk) {
     jit::detail::log_line("cache entry " + img.path + " does not load (" + error_text(rc, "cuModuleLoadData") +
-                          "); recompiling it");
+                          "); recompiling it",
+                          jit::LogLevel::Warning);
     img = nvrtc_cached(src, key, target, what, true);
     rc = driver().cuModuleLoadData(&mod, img.image.c_str());
   }

@@ -109,7 +109,8 @@ Load try_load(const std::string& path, const std::string& key, void** handle, st
 }
 
 void reject(const std::string& path, const std::string& why) {
-  log_line("cache entry " + path + " is unusable (" + why + "); deleting and recompiling it");
+  log_line("cache entry " + path + " is unusable (" + why + "); deleting and recompiling it",
+           LogLevel::Warning);
   ::unlink(path.c_str());
   state().rejected++;
 }

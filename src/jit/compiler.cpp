@@ -36,6 +36,8 @@ const std::size_t kMaxLogInError = 8000;  // bytes of it put in an exception
        ". To fix it, install a C++17 compiler (e.g. apt-get install g++) or set CXX to one.");
 }
 
+}  // namespace
+
 // Absolute path of the program `prog` would run, or "" if none.
 std::string resolve_program(const std::string& prog) {
   char buf[PATH_MAX];
@@ -54,6 +56,8 @@ std::string resolve_program(const std::string& prog) {
   }
   return std::string();
 }
+
+namespace {
 
 std::string describe_status(int status) {
   if (status == -1) return "an unknown status";
@@ -179,8 +183,10 @@ std::string compiler_identity_for(const std::string& what) {
   const std::string path = resolve_program(argv[0]);
   if (path.empty())
     missing_compiler(what, cmd,
-                     argv[0].find('/') != std::string::npos ? "was not found (no such executable file)"
-                                                            : "was not found (looked for `" + argv[0] + "` in PATH)");
+                     argv[0].find('/') != std::string::npos
+                         ? "was not found (no such executable file)"
+                         : "was not found (looked for `" + argv[0] + "` in PATH" +
+                               (getenv_str("CXX").empty() ? std::string(", and for c++, g++, clang++") : "") + ")");
   std::vector<std::string> version = argv;
   version.push_back("--version");
   const ProcessResult r = run_process(version);
@@ -233,10 +239,15 @@ void compile_shared_object(const std::string& src, const std::string& out, const
 }  // namespace detail
 
 std::string compiler_command() {
+  // Found at run time: a wheel's build-time compiler (e.g. /opt/rh/gcc-toolset-*/...) is absent on users'
+  // machines, so it comes last and only if it exists.
   const std::string cxx = detail::getenv_str("CXX");
   if (!cxx.empty()) return cxx;
+  for (const char* prog : {"c++", "g++", "clang++"})
+    if (!detail::resolve_program(prog).empty()) return prog;
   const std::string built = KMR_JIT_MACRO_TEXT(KMR_CXX_COMPILER);
-  return built.empty() ? std::string("c++") : built;
+  if (!built.empty() && !detail::resolve_program(built).empty()) return built;
+  return "c++";  // absent: compiler_identity() says what to install
 }
 
 std::string compiler_identity() { return detail::compiler_identity_for("kernels"); }

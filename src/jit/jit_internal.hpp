@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kmr/runtime/error.hpp"
+#include "kmr/runtime/jit.hpp"
 
 namespace kmr {
 namespace jit {
@@ -48,7 +49,9 @@ bool check_private_entry(const std::string& path);
 
 // ---- store.cpp --------------------------------------------------------------
 // Disk-cache primitives shared by the host JIT and the CUDA kernel cache.
-void log_line(const std::string& msg);  // "[pykmr] msg" on stderr unless quiet()
+// To the handler set by set_log_handler (pykmr: Python logging) and, unless it took the line,
+// "[pykmr] msg" on stderr unless quiet().
+void log_line(const std::string& msg, LogLevel level = LogLevel::Info);
 std::string unique_suffix();            // "tmp.<pid>.<random>": temp names that no other writer uses
 // flock() on a lock file for the life of the object. Where the file system
 // has no locks the build goes on unlocked: the rename keeps the entry whole.
@@ -88,6 +91,7 @@ struct ProcessResult {
   std::string output;   // stdout and stderr together
 };
 std::vector<std::string> split_command(const std::string& cmd);
+std::string resolve_program(const std::string& prog);  // absolute path PATH would run, "" if none
 ProcessResult run_process(const std::vector<std::string>& argv);
 // Like compiler_identity(), the error naming `what` as what could not be compiled.
 std::string compiler_identity_for(const std::string& what);

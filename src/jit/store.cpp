@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -23,7 +24,13 @@ namespace kmr {
 namespace jit {
 namespace detail {
 
-void log_line(const std::string& msg) {
+namespace {
+std::atomic<LogHandler> g_log_handler{nullptr};
+}  // namespace
+
+void log_line(const std::string& msg, LogLevel level) {
+  const LogHandler h = g_log_handler.load();
+  if (h && h(level, msg)) return;
   if (quiet()) return;
   std::fprintf(stderr, "[pykmr] %s\n", msg.c_str());
   std::fflush(stderr);
@@ -120,5 +127,7 @@ bool read_file(const std::string& path, std::string* out) {
 }
 
 }  // namespace detail
+void set_log_handler(LogHandler handler) { detail::g_log_handler.store(handler); }
+
 }  // namespace jit
 }  // namespace kmr

@@ -39,7 +39,8 @@ std::uint64_t cache_size_bytes();
 // Modules already loaded by this process stay usable.
 void clear_cache();
 
-// $CXX, else the compiler libkmr was built with, else "c++".
+// $CXX, else the first of c++, g++, clang++ on PATH, else the compiler libkmr was built with if it
+// still exists, else "c++" (then compiler_identity() throws the "install a compiler" error).
 std::string compiler_command();
 // First line of `<compiler> --version` and the resolved compiler path.
 // Throws the "missing compiler" error if the compiler cannot be run.
@@ -48,6 +49,14 @@ std::string compiler_identity();
 std::string include_dir();
 // The flags every module is compiled with (part of the cache key).
 std::string compile_flags();
+
+// Log lines (one per compilation, with its time; unusable cache entries). A handler receives each
+// line and returns true when it delivered it (then nothing is printed); otherwise the line goes to
+// stderr as "[pykmr] ..." unless KMR_QUIET is set. The handler may be called from any thread that
+// compiles; an empty function removes it. pykmr sets one that forwards to Python's `logging`.
+enum class LogLevel { Info, Warning };
+using LogHandler = bool (*)(LogLevel level, const std::string& message);
+void set_log_handler(LogHandler handler);
 
 // Counters of this process, for tests and diagnostics.
 struct Stats {
