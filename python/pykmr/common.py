@@ -355,19 +355,41 @@ def make_generics(genred_cls):
     checked against the formula's (for ArgKMin it is K)."""
 
     def generic_sum(formula, output, *aliases, **kwargs):
-        """Sum reduction: generic_sum("Exp(-G*SqDist(X,Y)) * B", "A = Vi(2)", "G = Pm(1)", ...)."""
+        """Sum reduction with the output alias first (pykeops equivalent: ``generic_sum``).
+
+        ``generic_sum("Exp(-G*SqDist(X,Y)) * B", "A = Vi(2)", "G = Pm(1)", "X = Vi(3)", "Y = Vj(3)",
+        "B = Vj(2)")`` returns a Genred routine; ``"A = Vi(2)"`` reduces over j into ``[N, 2]``
+        (``"A = Vj(2)"``: over i into ``[M, 2]``). Keyword arguments go to Genred (not ``axis`` or
+        ``reduction_op``, taken from the output alias).
+
+        Raises:
+            ValueError: a malformed output alias, or one whose dim differs from the formula's.
+            TypeError: ``axis``/``reduction_op`` given as keywords; see Genred for the rest.
+        """
         return make_generic(genred_cls, "Sum", formula, output, aliases, kwargs)
 
     def generic_logsumexp(formula, output, *aliases, **kwargs):
-        """LogSumExp reduction of a scalar formula (output "A = Vi(1)")."""
+        """LogSumExp reduction of a scalar formula (pykeops equivalent: ``generic_logsumexp``).
+
+        ``log sum_j exp(F)``, computed with a running maximum (no overflow); output alias
+        ``"A = Vi(1)"`` gives ``[N, 1]``. Raises as :func:`generic_sum`.
+        """
         return make_generic(genred_cls, "LogSumExp", formula, output, aliases, kwargs)
 
     def generic_argmin(formula, output, *aliases, **kwargs):
-        """ArgMin reduction (int64 indices, as pykeops)."""
+        """ArgMin reduction (pykeops equivalent: ``generic_argmin``): int64 indices ``[N, dim F]``.
+
+        Raises as :func:`generic_sum`; indices carry no gradient.
+        """
         return make_generic(genred_cls, "ArgMin", formula, output, aliases, kwargs)
 
     def generic_argkmin(formula, output, *aliases, **kwargs):
-        """ArgKMin reduction: the output alias "A = Vi(K)" gives K; [n, K] int64 indices."""
+        """ArgKMin reduction (pykeops equivalent: ``generic_argkmin``): the K nearest in the formula's order.
+
+        The output alias ``"A = Vi(K)"`` gives K; returns ``[N, K]`` int64 indices (sorted by value) for a
+        scalar formula. Raises ValueError when K exceeds the number of j points; otherwise as
+        :func:`generic_sum`.
+        """
         return make_generic(genred_cls, "ArgKMin", formula, output, aliases, kwargs)
 
     return generic_sum, generic_logsumexp, generic_argmin, generic_argkmin

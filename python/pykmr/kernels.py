@@ -204,7 +204,12 @@ def _term_formula(call, g, x, y, gamma_dim, dim):
 
 
 class Kernel:
-    """A kernel expression, e.g. ``Kernel("gaussian(x,y) * linear(u,v)**2")``.
+    """A kernel expression, e.g. ``Kernel("gaussian(x,y) * linear(u,v)**2")`` (pykeops 1.x ``Kernel``).
+
+    Kernels: ``gaussian`` exp(-g|x-y|^2), ``laplacian`` exp(-sqrt(g|x-y|^2)), ``cauchy`` 1/(1+g|x-y|^2),
+    ``inverse_multiquadric`` 1/sqrt(1+g|x-y|^2), ``linear`` (x|y); sums, products and integer powers
+    (``**n``) of them. Raises TypeError for a non-string and ValueError (with the position) for a
+    malformed expression.
 
     Attributes: ``expr``; ``x_vars`` / ``y_vars``, the variable names of the first /
     second kernel arguments in order of appearance (``x`` / ``y`` of kernel_product
@@ -367,8 +372,16 @@ def kernel_product(params, x, y, *bs, mode="sum", frontend=None):
     Optional ``"backend"``: "auto" (default), "CPU" or "GPU".
     x, y: a (N, D) / (M, D) array, or a tuple of them matching the kernel's x_vars / y_vars.
     bs: one (M, E) array b. Torch tensors go through pykmr.torch (autograd), numpy arrays
-    through pykmr.numpy. Returns a (N, E) array. ``frontend`` ("torch" or "numpy", set by
-    pykmr.torch.kernel_product / pykmr.numpy.kernel_product) refuses the other array type.
+    through pykmr.numpy. Returns a (N, E) array of the points' dtype (float32 or float64).
+    ``frontend`` ("torch" or "numpy", set by pykmr.torch.kernel_product /
+    pykmr.numpy.kernel_product) refuses the other array type.
+
+    pykeops equivalent: ``pykeops.torch.kernel_product`` (pykeops 1.x), mode "sum".
+
+    Raises:
+        TypeError: params not a dict, mixed torch/numpy arrays, the other front end's arrays.
+        ValueError: unknown params keys, no "id", a gamma of the wrong size, points not 2-D, a mode
+            other than "sum", a wrong number of b arrays.
     """
     if not isinstance(params, dict):
         raise TypeError(

@@ -31,7 +31,14 @@ __all__ = ["Genred", "generic_sum", "generic_logsumexp", "generic_argmin", "gene
 
 
 class Genred:
-    """a_i = Red_j F(p, x_i, y_j) on numpy arrays (see pykmr.torch.Genred for the arguments)."""
+    """a_i = Red_j F(p, x_i, y_j) on numpy arrays, without autograd.
+
+    pykeops equivalent: ``pykeops.numpy.Genred``. The arguments, the call
+    ``routine(*args, backend="auto", device_id=-1, ranges=None, out=None)``, the output shapes and the
+    exceptions are those of :class:`pykmr.torch.Genred`, with numpy arrays (float32 or float64) in
+    place of tensors; ``backend="GPU"`` copies the arrays to
+    the GPU and back. Arg* reductions return int64 arrays.
+    """
 
     def __init__(self, formula, aliases, reduction_op="Sum", axis=0, opt_arg=None, formula2=None,
                  dtype_acc="auto", sum_scheme="auto", **keops_options):
@@ -89,5 +96,9 @@ generic_sum, generic_logsumexp, generic_argmin, generic_argkmin = make_generics(
 
 
 def kernel_product(params, x, y, *bs, mode="sum"):
-    """kernel_product on numpy arrays (see pykmr.kernels.kernel_product)."""
+    """a_i = sum_j K(x_i, y_j) b_j on numpy arrays (pykeops 1.x ``kernel_product``, without autograd).
+
+    x: ``[N, D]``, y: ``[M, D]`` (or tuples matching the kernel's variables), b: ``[M, E]`` -> ``[N, E]``,
+    float32 or float64. Arguments and exceptions: :func:`pykmr.kernels.kernel_product`.
+    """
     return _kernels.kernel_product(params, x, y, *bs, mode=mode, frontend="numpy")

@@ -58,7 +58,9 @@ void init_core(py::module_& m) {
   m.def("cache_size_bytes", &kmr::jit::cache_size_bytes);
   m.def("clear_cache", &kmr::jit::clear_cache);
   m.def("include_dir", &kmr::jit::include_dir, "Headers the JIT compiles against.");
-  m.def("compiler_command", &kmr::jit::compiler_command);
+  m.def("compiler_command", &kmr::jit::compiler_command,
+        "The JIT's C++ compiler: $CXX, else c++, g++, clang++ on PATH, else the build-time one if it exists.");
+  m.def("build_compiler", &kmr::jit::build_compiler, "The compiler libkmr was built with (may no longer exist).");
   m.def("compiler_identity", &kmr::jit::compiler_identity);
   kmr::jit::set_log_handler(&python_log);
 }

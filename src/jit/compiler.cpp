@@ -245,10 +245,12 @@ std::string compiler_command() {
   if (!cxx.empty()) return cxx;
   for (const char* prog : {"c++", "g++", "clang++"})
     if (!detail::resolve_program(prog).empty()) return prog;
-  const std::string built = KMR_JIT_MACRO_TEXT(KMR_CXX_COMPILER);
+  const std::string built = build_compiler();
   if (!built.empty() && !detail::resolve_program(built).empty()) return built;
   return "c++";  // absent: compiler_identity() says what to install
 }
+
+std::string build_compiler() { return KMR_JIT_MACRO_TEXT(KMR_CXX_COMPILER); }
 
 std::string compiler_identity() { return detail::compiler_identity_for("kernels"); }
 

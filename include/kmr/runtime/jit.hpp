@@ -42,6 +42,8 @@ void clear_cache();
 // $CXX, else the first of c++, g++, clang++ on PATH, else the compiler libkmr was built with if it
 // still exists, else "c++" (then compiler_identity() throws the "install a compiler" error).
 std::string compiler_command();
+// The compiler libkmr was built with (compiler_command()'s last resort; it may no longer exist).
+std::string build_compiler();
 // First line of `<compiler> --version` and the resolved compiler path.
 // Throws the "missing compiler" error if the compiler cannot be run.
 std::string compiler_identity();

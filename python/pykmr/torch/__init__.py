@@ -16,5 +16,9 @@ __all__ = ["Genred", "generic_sum", "generic_logsumexp", "generic_argmin", "gene
 
 
 def kernel_product(params, x, y, *bs, mode="sum"):
-    """kernel_product on torch tensors, differentiable (see pykmr.kernels.kernel_product)."""
+    """a_i = sum_j K(x_i, y_j) b_j on torch tensors, differentiable (pykeops 1.x ``kernel_product``).
+
+    x: ``[N, D]``, y: ``[M, D]`` (or tuples matching the kernel's variables), b: ``[M, E]`` -> ``[N, E]``,
+    float32 or float64. Arguments and exceptions: :func:`pykmr.kernels.kernel_product`.
+    """
     return _kernels.kernel_product(params, x, y, *bs, mode=mode, frontend="torch")

@@ -21,18 +21,39 @@ from pykmr.common import (
 class Genred:
     """A generic reduction a_i = Red_j F(p, x_i, y_j), compiled once and reusable with any sizes.
 
-    Args:
-        formula: the formula, in KeOps's language ("Exp(-G*SqDist(X,Y)) * B").
-        aliases: the variables, "X = Vi(3)" (indexed by i), "Y = Vj(3)" (by j), "G = Pm(1)" (parameter);
-            the older "Vx"/"Vy" spelling and explicit positions ("X = Vi(0, 3)") are accepted.
-        reduction_op: Sum, Max, Min, ArgMax, ArgMin, Max_ArgMax, Min_ArgMin, KMin, ArgKMin, KMin_ArgKMin
-            (K = opt_arg), LogSumExp (formula2: optional weights), SumSoftMaxWeight (formula2: the values).
-        axis: 1 reduces over j (one output row per i), 0 over i.
-        dtype_acc, sum_scheme: accumulation type and summation scheme ("auto": libkmr chooses).
+    pykeops equivalent: ``pykeops.torch.Genred`` (same arguments and call).
 
-    Called as routine(*args, backend="auto", device_id=-1, ranges=None, out=None) with the arguments in
-    the aliases' order: 2-D tensors [n, dim] for i/j-variables, tensors of dim values (or Python numbers)
-    for parameters. Differentiable to any order (see pykmr.torch.autograd).
+    Args:
+        formula (str): the formula, in KeOps's language (``"Exp(-G*SqDist(X,Y)) * B"``).
+        aliases (list[str]): the variables, ``"X = Vi(3)"`` (indexed by i), ``"Y = Vj(3)"`` (by j),
+            ``"G = Pm(1)"`` (parameter); the older ``Vx``/``Vy`` spelling and explicit positions
+            (``"X = Vi(0, 3)"``) are accepted.
+        reduction_op (str): ``Sum``, ``Max``, ``Min``, ``ArgMax``, ``ArgMin``, ``Max_ArgMax``,
+            ``Min_ArgMin``, ``KMin``, ``ArgKMin``, ``KMin_ArgKMin`` (K = ``opt_arg``), ``LogSumExp``
+            (``formula2``: optional weights), ``SumSoftMaxWeight`` (``formula2``: the values).
+        axis (int): 1 reduces over j (one output row per i), 0 over i.
+        opt_arg (int | None): K of the KMin family.
+        formula2 (str | None): second formula of LogSumExp (weights) and SumSoftMaxWeight (values).
+        dtype_acc (str): accumulation type, ``"auto"``, ``"float32"`` or ``"float64"``.
+        sum_scheme (str): ``"auto"``, ``"block"``, ``"direct"`` or ``"kahan"`` (Sum only).
+
+    Calling ``routine(*args, backend="auto", device_id=-1, ranges=None, out=None)``:
+
+    * ``args``: in the aliases' order; i-variables ``[N, d]``, j-variables ``[M, d]`` tensors, parameters
+      ``[d]`` tensors (or Python numbers for d = 1); all float32 or all float64, all on one device (CPU or
+      one CUDA GPU). Differentiable w.r.t. every argument, to any order.
+    * ``backend``: ``"auto"`` (the tensors' device), ``"CPU"`` or ``"GPU"`` (CPU tensors are copied to the
+      GPU and back).
+    * Returns a ``[N, dim]`` tensor (``axis=1``; ``[M, dim]`` for ``axis=0``) of the arguments' dtype;
+      Arg* reductions return int64 indices, ``Min_ArgMin``-type ones a (values, indices) pair.
+
+    Raises:
+        ValueError: a malformed formula or alias (the message shows the position), dims that do not match
+            the ops or the aliases, an unknown reduction or axis, K larger than the reduced size, arguments
+            on different devices.
+        TypeError: arguments that are not tensors, mixed or integer dtypes, a wrong argument count.
+        RuntimeError: a formula that must be compiled when no C++ compiler (or, on GPU, no NVRTC) is
+            available, an unusable cache folder, no usable GPU for ``backend="GPU"``.
     """
 
     def __init__(self, formula, aliases, reduction_op="Sum", axis=0, opt_arg=None, formula2=None,
