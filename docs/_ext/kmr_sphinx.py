@@ -96,7 +96,8 @@ def read_header_comments(folder=FORMULA_HEADERS):
     (`struct ExpOp {`, or `template <...>` then `struct Sum {`); `NameOp` wins over `Name`."""
     out, weak = {}, {}
     for hpp in sorted(glob.glob(os.path.join(folder, "*.hpp"))):
-        lines = open(hpp).read().splitlines()
+        with open(hpp) as f:
+            lines = f.read().splitlines()
         for k, line in enumerate(lines):
             m = re.match(r"struct (\w+)\b[^;]*$", line)  # a definition, not a declaration
             if not m:
@@ -204,8 +205,10 @@ def extra_pages():
 
 
 def _write_if_changed(path, text):
-    if os.path.exists(path) and open(path).read() == text:
-        return
+    if os.path.exists(path):
+        with open(path) as f:
+            if f.read() == text:
+                return
     with open(path, "w") as f:
         f.write(text)
 

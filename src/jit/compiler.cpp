@@ -16,7 +16,13 @@
 #include "jit_internal.hpp"
 #include "kmr/runtime/jit.hpp"
 
+#if defined(__APPLE__)
+#include <crt_externs.h>  // a dylib cannot link `environ` on macOS
+#define KMR_ENVIRON (*_NSGetEnviron())
+#else
 extern char** environ;
+#define KMR_ENVIRON environ
+#endif
 
 #ifndef KMR_CXX_COMPILER
 #define KMR_CXX_COMPILER "c++"
@@ -114,7 +120,12 @@ ProcessResult run_process(const std::vector<std::string>& args) {
     return r;
   }
   int fds[2];
+#if defined(__APPLE__)  // no pipe2: close-on-exec set right after (no fork of ours can run in between)
+  if (::pipe(fds) != 0 || ::fcntl(fds[0], F_SETFD, FD_CLOEXEC) != 0 || ::fcntl(fds[1], F_SETFD, FD_CLOEXEC) != 0)
+    fail(std::string("pykmr cannot create a pipe: ") + std::strerror(errno));
+#else
   if (::pipe2(fds, O_CLOEXEC) != 0) fail(std::string("pykmr cannot create a pipe: ") + std::strerror(errno));
+#endif
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -134,7 +145,7 @@ ProcessResult run_process(const std::vector<std::string>& args) {
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   pid_t pid = -1;
-  const int rc = ::posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), environ);
+  const int rc = ::posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), KMR_ENVIRON);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   ::close(fds[1]);
@@ -256,7 +267,14 @@ std::string compiler_identity() { return detail::compiler_identity_for("kernels"
 
 // -ffp-contract=fast: a * b + c may become one FMA (as in the precompiled kernels, built in GNU
 // mode); no -ffast-math, which would break NaN and inf propagation.
-std::string compile_flags() { return "-std=c++17 -O3 -march=native -ffp-contract=fast -fPIC -shared -fno-math-errno"; }
+// Arm compilers (Apple clang above all) take -mcpu=native, not -march=native.
+std::string compile_flags() {
+#if defined(__aarch64__) || defined(__arm64__)
+  return "-std=c++17 -O3 -mcpu=native -ffp-contract=fast -fPIC -shared -fno-math-errno";
+#else
+  return "-std=c++17 -O3 -march=native -ffp-contract=fast -fPIC -shared -fno-math-errno";
+#endif
+}
 
 }  // namespace jit
 }  // namespace kmr

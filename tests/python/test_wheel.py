@@ -76,7 +76,8 @@ def test_exported_target_is_clean():
     """kmr::kmr exports only pykmr/include (the public API needs no xsimd), relative to the package."""
     targets = os.path.join(PKG, "lib", "cmake", "kmr", "kmrTargets.cmake")
     assert os.path.exists(targets), targets
-    text = open(targets).read()
+    with open(targets) as f:
+        text = f.read()
     dirs = re.findall(r'INTERFACE_INCLUDE_DIRECTORIES "([^"]*)"', text)
     assert dirs, "kmr::kmr exports no include folder"
     for d in dirs:
