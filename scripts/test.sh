@@ -34,8 +34,13 @@ GONE=/tmp/kmr-ci-gone-toolset  # stands for /opt/rh/gcc-toolset-N: the compiler 
 rm -rf "$GONE" build/dist build/wheelhouse
 mkdir -p "$GONE/bin"
 ln -s "$(command -v "${CXX:-c++}")" "$GONE/bin/c++"
-CXX="$GONE/bin/c++" KMR_PRECOMPILED="$PRECOMPILED" CMAKE_BUILD_PARALLEL_LEVEL=$JOBS \
-  $PY -m pip wheel --no-build-isolation --no-deps -q -w build/dist . -C build-dir=build/wheel
+# (CMAKE_CXX_COMPILER explicitly: CXX alone would not change the compiler of an existing build folder; a
+# folder configured with another compiler is removed, as CMake would reset it and drop pip's options.)
+if [ -f build/wheel/CMakeCache.txt ] && ! grep -q "^CMAKE_CXX_COMPILER:.*=$GONE/bin/c++\$" build/wheel/CMakeCache.txt; then
+  rm -rf build/wheel
+fi
+KMR_PRECOMPILED="$PRECOMPILED" CMAKE_BUILD_PARALLEL_LEVEL=$JOBS $PY -m pip wheel --no-build-isolation --no-deps -q \
+  -w build/dist . -C build-dir=build/wheel -C cmake.define.CMAKE_CXX_COMPILER="$GONE/bin/c++"
 rm -rf "$GONE"
 stamp "wheel built"
 $PY -m auditwheel repair -w build/wheelhouse build/dist/pykmr-*.whl 2>&1 | tail -2
@@ -44,7 +49,8 @@ SIZE=$(stat -c %s "$WHEEL")
 echo "wheel: $(basename "$WHEEL")"
 echo "wheel tag: $(basename "$WHEEL" .whl | cut -d- -f3-)"
 echo "wheel size: $(( SIZE / 1024 )) KiB (budget ${BUDGET_MB} MiB)"
-$PY -m auditwheel show "$WHEEL" | head -4
+$PY -m auditwheel show "$WHEEL" > build/auditwheel-show.txt
+head -4 build/auditwheel-show.txt
 if [ "$SIZE" -gt $(( BUDGET_MB * 1024 * 1024 )) ]; then
   echo "the wheel is over its size budget of ${BUDGET_MB} MiB" >&2
   exit 1

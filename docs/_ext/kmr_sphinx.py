@@ -4,7 +4,8 @@
   (src/runtime/op_table.cpp: name, arity, integer parameters, signature, dimension rule; the composite
   ops and their expansions) joined with the one-line math and derivative/singular-point comment that
   sits above each op's functor in include/kmr/formula/*.hpp. Nothing in it is kept by hand: an op added
-  to the table appears, an op whose header comment is missing is listed as such and fails the build.
+  to the table appears; an op without a header comment, or one that the installed libkmr's parser
+  rejects, fails the build.
 * Pages added to docs/ by others (e.g. lazy_tensor.md, conventions.md, a dask page) are appended to the
   index's "More" toctree when the index does not list them, so that they are never orphans.
 * ``gallery_argv``: the command line of the gallery's example scripts (``--small --out TMP``).
@@ -121,12 +122,42 @@ def read_header_comments(folder=FORMULA_HEADERS):
     return out
 
 
+def _probe_formula(signature):
+    """A well-formed formula using the op of `signature`, every operand X = Vi(1), integers 0 or 1."""
+    name, args = signature[:-1].split("(", 1)
+    out = []
+    for k, a in enumerate(args.split(",")):
+        if a in ("n", "dim", "p", "q"):
+            out.append("2" if (name, a) == ("RatCst", "q") else "1")
+        elif a in ("start", "m"):
+            out.append("0")
+        elif name in ("IntCst", "RatCst", "Zero"):
+            out.append("1")
+        else:
+            out.append("X")
+    return f"{name}({','.join(out)})"
+
+
+def check_ops_with_libkmr(ops):
+    """Asks the installed libkmr's parser for every op of the table: a documented op it does not know
+    (or a stale op table) fails the build."""
+    from pykmr import _kmr
+
+    for op in ops:
+        formula = _probe_formula(op["signature"])
+        try:
+            _kmr.Genred(formula, ["X = Vi(1)"], "Sum", 1)
+        except ValueError as e:
+            raise RuntimeError(f"kmr_sphinx: libkmr rejects {formula} (op {op['name']}): {e}") from e
+
+
 def _md_cell(text):
     return text.replace("|", "\\|")
 
 
 def ops_markdown():
     ops, comps = read_op_table()
+    check_ops_with_libkmr(ops)
     comments = read_header_comments()
     missing = [op["name"] for op in ops if op["name"] not in comments and op["name"] not in _BUILTIN]
     if missing:
