@@ -126,7 +126,7 @@ def _probe_formula(signature):
     """A well-formed formula using the op of `signature`, every operand X = Vi(1), integers 0 or 1."""
     name, args = signature[:-1].split("(", 1)
     out = []
-    for k, a in enumerate(args.split(",")):
+    for a in args.split(","):
         if a in ("n", "dim", "p", "q"):
             out.append("2" if (name, a) == ("RatCst", "q") else "1")
         elif a in ("start", "m"):

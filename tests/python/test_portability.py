@@ -30,8 +30,16 @@ POSIX = re.compile(
 
 
 def _sources():
-    for pattern in ("src/**/*.cpp", "src/**/*.hpp", "src/**/*.h", "include/**/*.hpp", "include/**/*.h",
-                    "include/**/*.cuh", "python/src/*.cpp", "python/src/*.hpp"):
+    for pattern in (
+        "src/**/*.cpp",
+        "src/**/*.hpp",
+        "src/**/*.h",
+        "include/**/*.hpp",
+        "include/**/*.h",
+        "include/**/*.cuh",
+        "python/src/*.cpp",
+        "python/src/*.hpp",
+    ):
         yield from glob.glob(os.path.join(ROOT, pattern), recursive=True)
 
 
