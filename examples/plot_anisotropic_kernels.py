@@ -16,6 +16,7 @@ We draw the level sets of each kernel around the origin and the convolution of a
 # %%
 # Arguments: ``--small`` for a quick run (CI), ``--out DIR`` for the figures.
 import argparse
+import math
 import os
 
 import matplotlib
@@ -35,8 +36,8 @@ torch.manual_seed(0)
 # %%
 # The three metrics G. The full one is the inverse of a covariance stretched along the diagonal.
 sigma = 0.15
-angle = torch.tensor(torch.pi / 6, dtype=torch.float64)
-rot = torch.tensor([[angle.cos(), -angle.sin()], [angle.sin(), angle.cos()]], dtype=torch.float64)
+c, s = math.cos(math.pi / 6), math.sin(math.pi / 6)
+rot = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)  # a rotation by 30 degrees
 cov = rot @ torch.diag(torch.tensor([3.0, 0.3], dtype=torch.float64) * sigma**2) @ rot.T
 metrics = {
     "isotropic": torch.tensor([1 / sigma**2], dtype=torch.float64),  # gamma: a scalar

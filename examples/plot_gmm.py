@@ -57,10 +57,8 @@ logits = torch.zeros(k, dtype=dtype, requires_grad=True)
 
 def mixture():
     """(precision matrices [k, 2, 2], log-weights + 1/2 log det [k, 1]) from the free parameters."""
-    chol = torch.zeros(k, 2, 2, dtype=dtype)
-    chol = chol.index_put((torch.arange(k), torch.tensor(0), torch.tensor(0)), log_diag[:, 0].exp())
-    chol = chol.index_put((torch.arange(k), torch.tensor(1), torch.tensor(1)), log_diag[:, 1].exp())
-    chol = chol.index_put((torch.arange(k), torch.tensor(1), torch.tensor(0)), off_diag)
+    d0, d1 = log_diag.exp().unbind(1)
+    chol = torch.stack([torch.stack([d0, torch.zeros_like(d0)], 1), torch.stack([off_diag, d1], 1)], 1)
     prec = chol @ chol.transpose(1, 2)
     bias = torch.log_softmax(logits, 0) + log_diag.sum(1)  # log det P = 2 sum log diag(chol)
     return prec, bias[:, None]
