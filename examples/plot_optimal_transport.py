@@ -48,7 +48,7 @@ a, b = torch.full((n, 1), 1 / n, dtype=dtype), torch.full((m, 1), 1 / m, dtype=d
 # The reduction: lse(G, X, Y, B)_i = log sum_j exp(-G |x_i - y_j|^2 + B_j). Swapping the clouds' roles gives
 # the update of g with the same routine.
 lse = generic_logsumexp("-G*SqDist(X,Y)+B", "L = Vi(1)", "G = Pm(1)", "X = Vi(2)", "Y = Vj(2)", "B = Vj(1)")
-eps = 0.05**2  # the "blur" scale 0.05, squared
+eps = 0.1**2  # the "blur" scale 0.1, squared
 iterations = 400 if args.small else 600
 
 
