@@ -17,6 +17,7 @@ from pykmr.common import (
     CPU,
     Device,
     GenredCore,
+    PicklableRoutine,
     check_call_options,
     check_out_shapes,
     keops_options_to_dtype_acc,
@@ -30,7 +31,7 @@ __all__ = ["Genred", "generic_sum", "generic_logsumexp", "generic_argmin", "gene
            "kernel_product"]
 
 
-class Genred:
+class Genred(PicklableRoutine):
     """a_i = Red_j F(p, x_i, y_j) on numpy arrays (see pykmr.torch.Genred for the arguments)."""
 
     def __init__(self, formula, aliases, reduction_op="Sum", axis=0, opt_arg=None, formula2=None,

@@ -10,6 +10,7 @@ from pykmr.common import (
     CPU,
     Device,
     GenredCore,
+    PicklableRoutine,
     check_call_options,
     check_out_shapes,
     keops_options_to_dtype_acc,
@@ -18,7 +19,7 @@ from pykmr.common import (
 )
 
 
-class Genred:
+class Genred(PicklableRoutine):
     """A generic reduction a_i = Red_j F(p, x_i, y_j), compiled once and reusable with any sizes.
 
     Args:
