@@ -61,13 +61,26 @@ class Genred:
         ValueError: shapes that disagree with the aliases, unknown chunk sizes (NaN), as pykmr.numpy.
     """
 
-    def __init__(self, formula, aliases, reduction_op="Sum", axis=0, opt_arg=None, formula2=None,
-                 dtype_acc="auto", sum_scheme="auto", split_every=None, **keops_options):
-        self._routine = _kmr_numpy.Genred(formula, aliases, reduction_op, axis, opt_arg, formula2, dtype_acc,
-                                          sum_scheme, **keops_options)
+    def __init__(
+        self,
+        formula,
+        aliases,
+        reduction_op="Sum",
+        axis=0,
+        opt_arg=None,
+        formula2=None,
+        dtype_acc="auto",
+        sum_scheme="auto",
+        split_every=None,
+        **keops_options,
+    ):
+        self._routine = _kmr_numpy.Genred(
+            formula, aliases, reduction_op, axis, opt_arg, formula2, dtype_acc, sum_scheme, **keops_options
+        )
         self._core = self._routine._core
-        if split_every is not None and (isinstance(split_every, bool) or not isinstance(split_every, int)
-                                        or split_every < 2):
+        if split_every is not None and (
+            isinstance(split_every, bool) or not isinstance(split_every, int) or split_every < 2
+        ):
             raise ValueError(f"pykmr: split_every must be an integer >= 2 (or None), got {split_every!r}")
         self.split_every = split_every
 
@@ -81,8 +94,10 @@ class Genred:
         core = self._core
         check_call_options(backend, device_id, ranges)
         if out is not None:
-            raise TypeError("pykmr: out= is not supported on dask arrays (dask arrays are immutable); use the "
-                            "returned array")
+            raise TypeError(
+                "pykmr: out= is not supported on dask arrays (dask arrays are immutable); use the "
+                "returned array"
+            )
         arrays = _convert(core, args)
         nx, ny = core.check_shapes([a.shape for a in arrays])
         dtype = core.check_dtypes([str(a.dtype) for a in arrays]) or "float64"
@@ -108,26 +123,53 @@ class Genred:
         if not any(cat == red for cat, _ in core.args):
             new_axes[1] = 1
         states = da.blockwise(
-            _partial_block, (0, 1), *bw_args, routine=self._routine, backend=backend, device_id=device_id,
-            new_axes=new_axes, adjust_chunks={0: 1, 1: 1}, concatenate=True, align_arrays=False, dtype=object,
-            meta=np.empty((0, 0), dtype=object), name=f"pykmr-partial-{_token(self, arrays)}")
+            _partial_block,
+            (0, 1),
+            *bw_args,
+            routine=self._routine,
+            backend=backend,
+            device_id=device_id,
+            new_axes=new_axes,
+            adjust_chunks={0: 1, 1: 1},
+            concatenate=True,
+            align_arrays=False,
+            dtype=object,
+            meta=np.empty((0, 0), dtype=object),
+            name=f"pykmr-partial-{_token(self, arrays)}",
+        )
         merge = functools.partial(_merge_blocks, routine=self._routine)
         merged = da.reduction(
-            states, _identity, merge, combine=merge, axis=1, keepdims=True,
-            concatenate=False, split_every=self.split_every, dtype=object, meta=np.empty((0, 0), dtype=object),
-            name="pykmr-merge")
+            states,
+            _identity,
+            merge,
+            combine=merge,
+            axis=1,
+            keepdims=True,
+            concatenate=False,
+            split_every=self.split_every,
+            dtype=object,
+            meta=np.empty((0, 0), dtype=object),
+            name="pykmr-merge",
+        )
         # The outputs' trailing shapes and dtypes: postprocess of an empty raw output (runs nothing).
         specimen = postprocess(np.empty((0, core.out_dim), dtype=dtype), core, lambda a: a.astype(np.int64))
         parts = specimen if isinstance(specimen, tuple) else (specimen,)
         outs = []
         for k, s in enumerate(parts):
             trailing = s.shape[1:]
-            outs.append(merged.map_blocks(
-                _finalize_block, self._routine, k if isinstance(specimen, tuple) else None,
-                chunks=(own_chunks,) + tuple((d,) for d in trailing), dtype=s.dtype,
-                new_axis=list(range(2, 1 + len(trailing))) if len(trailing) > 1 else None,
-                drop_axis=[1] if not trailing else None, meta=np.empty((0,) * (1 + len(trailing)), s.dtype),
-                name="pykmr-finalize"))
+            outs.append(
+                merged.map_blocks(
+                    _finalize_block,
+                    self._routine,
+                    k if isinstance(specimen, tuple) else None,
+                    chunks=(own_chunks,) + tuple((d,) for d in trailing),
+                    dtype=s.dtype,
+                    new_axis=list(range(2, 1 + len(trailing))) if len(trailing) > 1 else None,
+                    drop_axis=[1] if not trailing else None,
+                    meta=np.empty((0,) * (1 + len(trailing)), s.dtype),
+                    name="pykmr-finalize",
+                )
+            )
         return tuple(outs) if isinstance(specimen, tuple) else outs[0]
 
 
@@ -151,8 +193,10 @@ def _convert(core, args):
     for p, a in enumerate(args):
         if isinstance(a, da.Array):
             if any(np.isnan(c) for cs in a.chunks for c in cs):
-                raise ValueError(f"pykmr: {core.labels[p]} has unknown chunk sizes (NaN); call "
-                                 ".compute_chunk_sizes() on it first")
+                raise ValueError(
+                    f"pykmr: {core.labels[p]} has unknown chunk sizes (NaN); call "
+                    ".compute_chunk_sizes() on it first"
+                )
             out.append(a)
         elif isinstance(a, np.ndarray):
             out.append(da.from_array(a, chunks=-1))
@@ -162,8 +206,10 @@ def _convert(core, args):
             kind = "a dask or numpy array or a number" if core.args[p][0] == 2 else "a dask or numpy array"
             raise TypeError(f"pykmr: {core.labels[p]} must be {kind}, got {type(a).__name__}")
     dtype = core.check_dtypes([None if a is None else str(a.dtype) for a in out]) or "float64"
-    return [da.from_array(np.array(a, dtype=dtype).reshape(-1), chunks=-1) if o is None else o
-            for a, o in zip(args, out)]
+    return [
+        da.from_array(np.array(a, dtype=dtype).reshape(-1), chunks=-1) if o is None else o
+        for a, o in zip(args, out)
+    ]
 
 
 def _is_numbers(a):

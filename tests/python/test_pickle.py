@@ -16,7 +16,9 @@ import pykmr.torch as kt
 import pytest
 import torch
 
-cloudpickle = pytest.importorskip("cloudpickle", reason="cloudpickle is a test dependency (requirements-dev.txt)")
+cloudpickle = pytest.importorskip(
+    "cloudpickle", reason="cloudpickle is a test dependency (requirements-dev.txt)"
+)
 
 GAUSS = ("Exp(-G*SqDist(X,Y))*B", ["G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(1)"])  # precompiled
 JIT = ("Sin(G*SqDist(X,Y))*B", ["G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(1)"])  # never precompiled
@@ -128,13 +130,26 @@ def test_rebuilt_in_another_process_without_compiling(tmp_path, dumper, which, d
     routine = kn.Genred(formula, aliases, axis=1)
     args = _data(kn, dtype)
     expected = routine(*args)  # fills the JIT cache for the "cached" case
-    assert routine._core.kernel.is_precompiled(dtype) == (which == "precompiled"), \
+    assert routine._core.kernel.is_precompiled(dtype) == (which == "precompiled"), (
         "the test's formulas must be (or not be) in this build's precompiled set"
+    )
     (tmp_path / "r.pkl").write_bytes(DUMPERS[dumper].dumps(routine))
     (tmp_path / "a.pkl").write_bytes(pickle.dumps(args))
     env = {k: v for k, v in os.environ.items() if k != "KMR_QUIET"}  # compile log lines on, if any
-    r = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path / "r.pkl"), str(tmp_path / "a.pkl"),
-                        str(tmp_path / "out.npy")], env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(tmp_path / "r.pkl"),
+            str(tmp_path / "a.pkl"),
+            str(tmp_path / "out.npy"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     compilations, disk_hits, precompiled = r.stdout.split()
     assert compilations == "0" and "compiled" not in r.stderr, f"the child compiled:\n{r.stderr}"
