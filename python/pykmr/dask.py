@@ -98,12 +98,24 @@ class Genred:
                 "pykmr: out= is not supported on dask arrays (dask arrays are immutable); use the "
                 "returned array"
             )
+        if backend not in ("auto", "CPU"):
+            raise NotImplementedError(
+                f"pykmr: pykmr.dask runs on the workers' CPUs (backend='auto' or 'CPU'), got "
+                f"backend={backend!r}: libkmr computes partial states in host memory"
+            )
         arrays = _convert(core, args)
         nx, ny = core.check_shapes([a.shape for a in arrays])
         dtype = core.check_dtypes([str(a.dtype) for a in arrays]) or "float64"
         own, red = core.own_cat, 1 - core.own_cat
         own_chunks = _common_row_chunks(core, arrays, own, nx if own == 0 else ny)
         red_chunks = _common_row_chunks(core, arrays, red, ny if own == 0 else nx)
+        if core.red.uses_k:  # a K-list needs K reduced rows in every chunk
+            if sum(red_chunks) < core.k:
+                raise ValueError(
+                    f"pykmr: K = {core.k} is larger than the number of reduced points ({sum(red_chunks)}) "
+                    f"in {core.what}"
+                )
+            red_chunks = _at_least(red_chunks, core.k)
 
         # One task per (own chunk, reduced chunk): a [n_own_chunks, n_red_chunks] array of partial states.
         # Indices 0 and 1 are the two chunk axes; 100 + p the columns of argument p (one chunk each). The
@@ -127,8 +139,6 @@ class Genred:
             (0, 1),
             *bw_args,
             routine=self._routine,
-            backend=backend,
-            device_id=device_id,
             new_axes=new_axes,
             adjust_chunks={0: 1, 1: 1},
             concatenate=True,
@@ -167,7 +177,7 @@ class Genred:
                     new_axis=list(range(2, 1 + len(trailing))) if len(trailing) > 1 else None,
                     drop_axis=[1] if not trailing else None,
                     meta=np.empty((0,) * (1 + len(trailing)), s.dtype),
-                    name="pykmr-finalize",
+                    token="pykmr-finalize",
                 )
             )
         return tuple(outs) if isinstance(specimen, tuple) else outs[0]
@@ -228,15 +238,27 @@ def _common_row_chunks(core, arrays, cat, n):
     return (n,)
 
 
+def _at_least(chunks, k):
+    """Chunks of at least k rows each (each one too small is merged into the chunk that follows; the last
+    one into the one before)."""
+    out, pending = [], 0
+    for c in chunks:
+        pending += c
+        if pending >= k:
+            out.append(pending)
+            pending = 0
+    if pending:
+        out[-1] += pending
+    return tuple(out)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Task functions (module-level: they pickle by reference)
 # ---------------------------------------------------------------------------------------------------------
-def _partial_block(offset, *blocks, routine, backend, device_id):
+def _partial_block(offset, *blocks, routine):
     """One (own chunk, reduced chunk) pair: the partial state, in a [1, 1] object array (dask's unit)."""
     out = np.empty((1, 1), dtype=object)
-    # backend/device_id travel only when set, so that the CPU default needs nothing more of partial().
-    options = {} if (backend, device_id) == ("auto", -1) else {"backend": backend, "device_id": device_id}
-    out[0, 0] = routine.partial(*blocks, offset=int(offset[0]), **options)
+    out[0, 0] = routine.partial(*blocks, offset=int(offset[0]))
     return out
 
 
