@@ -32,7 +32,8 @@ __all__ = ["Genred", "generic_sum", "generic_logsumexp", "generic_argmin", "gene
 
 
 class Genred(PicklableRoutine):
-    """a_i = Red_j F(p, x_i, y_j) on numpy arrays (see pykmr.torch.Genred for the arguments)."""
+    """a_i = Red_j F(p, x_i, y_j) on numpy arrays (see pykmr.torch.Genred for the arguments; pickles the
+    same way). pykmr.dask.Genred runs it on dask arrays."""
 
     def __init__(self, formula, aliases, reduction_op="Sum", axis=0, opt_arg=None, formula2=None,
                  dtype_acc="auto", sum_scheme="auto", **keops_options):

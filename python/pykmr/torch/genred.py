@@ -34,6 +34,10 @@ class Genred(PicklableRoutine):
     Called as routine(*args, backend="auto", device_id=-1, ranges=None, out=None) with the arguments in
     the aliases' order: 2-D tensors [n, dim] for i/j-variables, tensors of dim values (or Python numbers)
     for parameters. Differentiable to any order (see pykmr.torch.autograd).
+
+    Routines pickle (pickle, cloudpickle) as their formula, aliases and options, so they can be sent to
+    multiprocessing / DataLoader / Dask workers; the receiving process finds the kernel precompiled or in
+    the JIT cache (KMR_CACHE_DIR) and compiles only a formula it has never seen.
     """
 
     def __init__(self, formula, aliases, reduction_op="Sum", axis=0, opt_arg=None, formula2=None,
