@@ -25,15 +25,32 @@ XY = ["X = Vi(2)", "Y = Vj(2)", "B = Vj(2)"]  # the formulas of test_reductions.
 VEC, SCAL, WEIGHTS = "Sin(X-2*Y)", "-SqDist(X,Y)", "Exp(X-Y)*B"
 CASES = ["Sum", "Min", "Max", "ArgMin", "ArgMax", "Min_ArgMin", "Max_ArgMax", "KMin", "ArgKMin",
          "KMin_ArgKMin", "LogSumExp", "LogSumExp_w", "SumSoftMaxWeight"]  # fmt: skip
+# float32: one reduction of each state layout (sums, max + shifted sums, values + indices, K-lists), on
+# alternate axes; float64 runs every reduction on both axes. (Each case is a kernel to compile: ~10 s.)
+CASES32 = [("Sum", 1), ("LogSumExp_w", 0), ("SumSoftMaxWeight", 1), ("Max_ArgMax", 0), ("KMin_ArgKMin", 1)]
 SUMMED = ("Sum", "LogSumExp", "LogSumExp_w", "SumSoftMaxWeight")  # order-dependent round-off
-# Named tolerances (relative to the largest magnitude of the result): the single-process call and the
-# merged chunks sum in different orders; float32 tiles of 2e4 terms agree to a few 1e-6.
+# Named tolerances, relative to the largest magnitude of the result: the single-process call and the merged
+# chunks sum in different orders (float32 sums of 2e4 terms agree to a few 1e-6).
 RTOL = {"float32": 2e-5, "float64": 1e-12}
 
-# Uneven chunks on both axes (the last chunks are short, one is tiny)
+# Uneven chunks on both axes (one tiny): N = M = 2e4 with the cheap, precompiled SqDist kernels; every
+# reduction of the Sin formula at N, M = 600, 500 (a Sin kernel of 2e4 x 2e4 takes ~10 s on 2 cores).
 N = M = 20_000
 ROW_CHUNKS = (7_000, 3, 9_000, 3_997)
 COL_CHUNKS = (5_000, 11_000, 1_000, 3_000)
+SMALL = (600, 500, (200, 3, 300, 97), (150, 1, 250, 99))
+GAUSS = ("Exp(-G*SqDist(X,Y))*B", ["G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(1)"])
+SQDIST = ("SqDist(X,Y)", ["X = Vi(3)", "Y = Vj(3)"])
+LSE = ("-G*SqDist(X,Y)+B", ["G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(1)"])
+# (name, formula + aliases, reduction, axis, K, dtype): each state layout at 2e4, both axes
+BIG = [
+    ("gauss", GAUSS, "Sum", 1, None, "float32"),
+    ("gauss", GAUSS, "Sum", 0, None, "float64"),
+    ("knn", SQDIST, "ArgKMin", 1, 10, "float32"),
+    ("knn", SQDIST, "KMin_ArgKMin", 0, 4, "float64"),
+    ("nearest", SQDIST, "Min_ArgMin", 1, None, "float64"),
+    ("lse", LSE, "LogSumExp", 1, None, "float32"),
+]
 
 
 def spec(red, axis):
@@ -84,45 +101,52 @@ def client():
     cluster.close()
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("axis", [1, 0])
-@pytest.mark.parametrize("red", CASES)
+def compute(client, got):
+    if isinstance(got, tuple):
+        return tuple(f.result() for f in client.compute(list(got)))
+    return client.compute(got).result()
+
+
+@pytest.mark.parametrize(
+    "red, axis, dtype",
+    [(r, a, "float64") for r in CASES for a in (1, 0)] + [(r, a, "float32") for r, a in CASES32],
+)
 def test_every_reduction_matches_single_process(client, red, axis, dtype):
+    n, m, i_chunks, j_chunks = SMALL
     kw = spec(red, axis)
-    arrays = data(N, M, dtype)
+    arrays = data(n, m, dtype)
     want = kn.Genred(**kw)(*arrays)  # also compiles the kernel here, before the workers load it
-    got = Genred(**kw)(*to_dask(arrays, ROW_CHUNKS, COL_CHUNKS))
+    got = Genred(**kw)(*to_dask(arrays, i_chunks, j_chunks))
     assert isinstance(got, tuple) == isinstance(want, tuple)
-    parts = got if isinstance(got, tuple) else (got,)
-    own = ROW_CHUNKS if axis == 1 else COL_CHUNKS
-    assert all(p.chunks[0] == own for p in parts)  # output chunks are the output variables' chunks
-    assert_matches(client.compute(got).result() if not isinstance(got, tuple) else
-                   tuple(f.result() for f in client.compute(list(got))), want, red, dtype)  # fmt: skip
+    own = i_chunks if axis == 1 else j_chunks
+    assert all(p.chunks[0] == own for p in (got if isinstance(got, tuple) else (got,)))
+    assert_matches(compute(client, got), want, red, dtype)
 
 
-def test_gaussian_with_parameter(client):
-    """A parameter (one key, shipped once), float32 Gaussian convolution (a precompiled kernel)."""
-    f = "Exp(-G*SqDist(X,Y))*B"
-    aliases = ["G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(2)"]
-    rng = np.random.default_rng(1)
-    x, y, b = rng.random((N, 3), "float32"), rng.random((M, 3), "float32"), rng.random((M, 2), "float32")
-    g = np.array([4.0], "float32")
-    want = kn.Genred(f, aliases, axis=1)(g, x, y, b)
-    got = Genred(f, aliases, axis=1)(
-        g,
-        da.from_array(x, chunks=((12_000, 8_000), 3)),
-        da.from_array(y, chunks=((500, 19_500), 3)),
-        da.from_array(b, chunks=2_500),
-    )
-    assert_matches(client.compute(got).result(), want, "Sum", "float32")
+@pytest.mark.parametrize(
+    "name, fa, red, axis, k, dtype", BIG, ids=[f"{c[0]}-{c[2]}-axis{c[3]}-{c[5]}" for c in BIG]
+)
+def test_large_uneven_chunks_match_single_process(client, name, fa, red, axis, k, dtype):
+    """N = M = 2e4 in uneven chunks on both axes; B is chunked unlike Y (rechunked to Y's chunks)."""
+    rng = np.random.default_rng(5)
+    x, y, b = (rng.random((N, 3)).astype(dtype), rng.random((M, 3)).astype(dtype),
+               rng.random((M, 1)).astype(dtype))  # fmt: skip
+    params = [np.array([20.0], dtype)] if fa[1][0].startswith("G") else []
+    bs = [b] if fa[1][-1].startswith("B") else []
+    routine = dict(formula=fa[0], aliases=fa[1], reduction_op=red, axis=axis, opt_arg=k)
+    want = kn.Genred(**routine)(*params, x, y, *bs)
+    dx, dy = da.from_array(x, chunks=(ROW_CHUNKS, 3)), da.from_array(y, chunks=(COL_CHUNKS, 3))
+    dbs = [da.from_array(b, chunks=(COL_CHUNKS[::-1], 1)) for b in bs]
+    got = Genred(**routine)(*params, dx, dy, *dbs)
+    assert_matches(compute(client, got), want, red, dtype)
 
 
 def test_killed_worker_is_retried(client):
     """SIGKILL one worker while tasks run on both: Dask reruns the lost tasks, the result is still exact."""
-    kw = spec("ArgKMin", 1)
-    arrays = data(N, M, "float64", seed=2)
+    kw = spec("ArgKMin", 1)  # the Sin formula (compiled above): 1e8 pairs take a few seconds here
+    arrays = data(10_000, 10_000, "float64", seed=2)
     want = kn.Genred(**kw)(*arrays)
-    chunks = (2_500,) * 8
+    chunks = (1_250,) * 8
     got = Genred(**kw, split_every=2)(*to_dask(arrays, chunks, chunks))  # 64 tasks, a 3-level merge tree
     pids = client.run(os.getpid)
     fut = client.compute(got)
