@@ -17,8 +17,8 @@ __all__ += ["cmake_prefix_path"]
 
 
 def __getattr__(name):
-    """pykmr.torch and pykmr.numpy load on first use (torch is an optional dependency)."""
-    if name in ("torch", "numpy"):
+    """pykmr.torch, pykmr.numpy and pykmr.dask load on first use (torch and dask are optional)."""
+    if name in ("torch", "numpy", "dask"):
         import importlib
 
         return importlib.import_module(f"pykmr.{name}")

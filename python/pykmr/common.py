@@ -140,6 +140,17 @@ class GenredCore:
         self._name_arguments()
         self.what = f"Genred('{formula}', {reduction_op}, axis={self.axis})"
 
+    def spec(self) -> dict:
+        """The constructor arguments that rebuild this reduction (what pickling ships)."""
+        return dict(formula=self.formula, aliases=list(self.aliases), reduction_op=self.reduction_op,
+                    axis=self.axis, opt_arg=self.opt_arg, formula2=self.formula2, dtype_acc=self.dtype_acc,
+                    sum_scheme=self.sum_scheme)
+
+    def __reduce__(self):
+        # The libkmr kernel handle cannot travel; its spec can, and the receiving process finds the same
+        # kernel again (precompiled registry, or the JIT's disk cache: same key, no compile).
+        return (_rebuild_core, (tuple(sorted(self.spec().items())),))
+
     def _name_arguments(self):
         """labels[p]: how errors name argument p; names[p]: how a formula refers to it (Grad's V)."""
         declared = {}
@@ -231,6 +242,35 @@ class GenredCore:
 
     def out_rows(self, nx, ny):
         return nx if self.axis == 1 else ny
+
+
+def _rebuild_core(spec_items):
+    """Unpickles a GenredCore (parsing a formula again takes about 0.1 ms; nothing compiles here)."""
+    spec = dict(spec_items)
+    spec["aliases"] = list(spec["aliases"])
+    return GenredCore(**spec)
+
+
+class PicklableRoutine:
+    """Mixin: a routine built from a GenredCore pickles (pickle, cloudpickle) as the core's spec.
+
+    A subclass keeps its core in `self._core` and takes the spec's names as constructor arguments (Genred);
+    caches (gradient routines, companions) are rebuilt on first use in the receiving process. A routine with
+    more state overrides `_pickle_args` to return (callable, args) that rebuild it.
+    """
+
+    def _pickle_args(self):
+        return rebuild_routine, (type(self), tuple(sorted(self._core.spec().items())))
+
+    def __reduce__(self):
+        return self._pickle_args()
+
+
+def rebuild_routine(cls, spec_items):
+    """Rebuilds a routine of class `cls` from its spec (see PicklableRoutine)."""
+    obj = cls.__new__(cls)
+    obj.__init__(**{k: (list(v) if k == "aliases" else v) for k, v in spec_items})
+    return obj
 
 
 # ---------------------------------------------------------------------------------------------------------

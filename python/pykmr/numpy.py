@@ -17,6 +17,7 @@ from pykmr.common import (
     CPU,
     Device,
     GenredCore,
+    PicklableRoutine,
     check_call_options,
     check_out_shapes,
     keops_options_to_dtype_acc,
@@ -30,7 +31,7 @@ __all__ = ["Genred", "generic_sum", "generic_logsumexp", "generic_argmin", "gene
            "kernel_product"]
 
 
-class Genred:
+class Genred(PicklableRoutine):
     """a_i = Red_j F(p, x_i, y_j) on numpy arrays, without autograd.
 
     pykeops equivalent: ``pykeops.numpy.Genred``. The arguments, the call
@@ -38,6 +39,7 @@ class Genred:
     exceptions are those of :class:`pykmr.torch.Genred`, with numpy arrays (float32 or float64) in
     place of tensors; ``backend="GPU"`` copies the arrays to
     the GPU and back. Arg* reductions return int64 arrays.
+    Pickles like :class:`pykmr.torch.Genred`; :class:`pykmr.dask.Genred` runs it on dask arrays.
     """
 
     def __init__(self, formula, aliases, reduction_op="Sum", axis=0, opt_arg=None, formula2=None,

@@ -63,6 +63,16 @@ void init_core(py::module_& m) {
   m.def("build_compiler", &kmr::jit::build_compiler, "The compiler libkmr was built with (may no longer exist).");
   m.def("compiler_identity", &kmr::jit::compiler_identity);
   kmr::jit::set_log_handler(&python_log);
+  // Counters of this process's JIT: tests check that a routine rebuilt elsewhere compiles nothing.
+  m.def("jit_stats", [] {
+    const kmr::jit::Stats s = kmr::jit::stats();
+    py::dict d;
+    d["memory_hits"] = s.memory_hits;
+    d["disk_hits"] = s.disk_hits;
+    d["compilations"] = s.compilations;
+    d["rejected_entries"] = s.rejected_entries;
+    return d;
+  }, "JIT counters of this process: memory_hits, disk_hits, compilations, rejected_entries.");
 }
 
 }  // namespace kmr::python

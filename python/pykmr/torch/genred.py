@@ -10,6 +10,7 @@ from pykmr.common import (
     CPU,
     Device,
     GenredCore,
+    PicklableRoutine,
     check_call_options,
     check_out_shapes,
     keops_options_to_dtype_acc,
@@ -18,7 +19,7 @@ from pykmr.common import (
 )
 
 
-class Genred:
+class Genred(PicklableRoutine):
     """A generic reduction a_i = Red_j F(p, x_i, y_j), compiled once and reusable with any sizes.
 
     pykeops equivalent: ``pykeops.torch.Genred`` (same arguments and call).
@@ -54,6 +55,10 @@ class Genred:
         TypeError: arguments that are not tensors, mixed or integer dtypes, a wrong argument count.
         RuntimeError: a formula that must be compiled when no C++ compiler (or, on GPU, no NVRTC) is
             available, an unusable cache folder, no usable GPU for ``backend="GPU"``.
+
+    Routines pickle (pickle, cloudpickle) as their formula, aliases and options, so they can be sent to
+    multiprocessing / DataLoader / Dask workers; the receiving process finds the kernel precompiled or in
+    the JIT cache (KMR_CACHE_DIR) and compiles only a formula it has never seen.
     """
 
     def __init__(self, formula, aliases, reduction_op="Sum", axis=0, opt_arg=None, formula2=None,
