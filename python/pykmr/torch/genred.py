@@ -30,9 +30,8 @@ class Genred:
         axis: 1 reduces over j (one output row per i), 0 over i.
         dtype_acc, sum_scheme: accumulation type and summation scheme ("auto": libkmr chooses).
 
-    Called as routine(*args, backend="auto", device_id=-1, ranges=None, out=None) with the arguments in
-    the aliases' order: 2-D tensors [n, dim] for i/j-variables, tensors of dim values (or Python numbers)
-    for parameters. Differentiable to any order (see pykmr.torch.autograd).
+    Called as routine(*args, backend="auto", device_id=-1, ranges=None, out=None), see __call__.
+    Differentiable to any order (see pykmr.torch.autograd).
     """
 
     def __init__(self, formula, aliases, reduction_op="Sum", axis=0, opt_arg=None, formula2=None,
@@ -47,6 +46,35 @@ class Genred:
         return f"pykmr.torch.{self._core.what}"
 
     def __call__(self, *args, backend="auto", device_id=-1, ranges=None, out=None):
+        """Runs the reduction (pykeops.torch.Genred.__call__).
+
+        Args:
+            *args: the arguments in the aliases' order. i-variables (B1, ..., Bk, N, dim), j-variables
+                (B1, ..., Bk, M, dim), parameters (B1, ..., Bk, dim) (or (dim,), or Python numbers). The
+                batch dims B1..Bk (k >= 0) broadcast as in numpy: a size-1 dim (or a missing leading dim)
+                repeats the argument over that batch dim. All batches run in one launch; the gradient of a
+                broadcast argument is summed over the dims it was broadcast along.
+            backend: "auto" (the tensors' device), "CPU" or "GPU" (KeOps's "GPU_1D"... accepted).
+            device_id: the GPU (-1: the tensors' one, or the current one).
+            ranges: KeOps's block-sparse 6-tuple (ranges_i, slices_i, redranges_j, ranges_j, slices_j,
+                redranges_i) of int32/int64 tensors (any device): ranges_i [Mc, 2] the [start, end) of each
+                block of output rows (sorted, disjoint), slices_i [Mc] the cumulative end of each block's
+                list in redranges_j (the first starts at 0), redranges_j [Mcc, 2] the [start, end) of the
+                j-rows reduced for it. axis=1 uses the first three, axis=0 the last three (with i and j
+                swapped); gradients use both. Output rows in no block get the reduction of nothing: Sum 0,
+                Min +inf, Max -inf, LogSumExp -inf, Arg* -1, SumSoftMaxWeight NaN (as KeOps). Not
+                combined with batch dims (KeOps refuses that too): ValueError.
+            out: a tensor (or (values, indices) pair) of the result's shape and dtype to write into.
+
+        Returns:
+            (B1, ..., Bk, N, out_dim) for axis=1 ((..., M, out_dim) for axis=0); KMin-like reductions
+            (..., N, K, dim) (squeezed to (..., N, K) when dim is 1); Min_ArgMin-like ones a (values,
+            indices) pair; indices are int64.
+
+        Raises:
+            TypeError: wrong argument count, types or dtypes. ValueError: shapes that disagree with the
+            aliases or do not broadcast, malformed ranges (shape, dtype, unsorted, out of bounds).
+        """
         from pykmr.torch.autograd import GenredFunction
 
         core = self._core
