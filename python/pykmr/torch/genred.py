@@ -11,10 +11,11 @@ from pykmr.common import (
     Device,
     GenredCore,
     check_call_options,
+    check_ranges,
     check_out_shapes,
     keops_options_to_dtype_acc,
     launch,
-    postprocess,
+    postprocess_batched,
 )
 
 
@@ -80,8 +81,9 @@ class Genred:
         core = self._core
         check_call_options(backend, device_id, ranges)
         tensors = _convert(core, args)
-        nx, ny = core.check_shapes([t.shape for t in tensors])
-        tensors = [t.reshape(-1) if cat == 2 else t for t, (cat, _) in zip(tensors, core.args)]
+        plan = core.plan_call([t.shape for t in tensors])
+        tensors = _batch_layout(core, plan, tensors)
+        call = TorchCall(plan, ranges)
         device = _device(core, tensors, backend, device_id)
         back_to_cpu = device.type == "cuda_host"  # CPU tensors with backend="GPU": run on a copy on the GPU
         if back_to_cpu:
@@ -94,10 +96,10 @@ class Genred:
             if out is not None:
                 raise RuntimeError("pykmr: out= does not support automatic differentiation, but an argument "
                                    "requires grad")
-            raw = GenredFunction.apply(self, device, nx, ny, *tensors)
+            raw = GenredFunction.apply(self, device, call, *tensors)
         else:
-            raw = self.forward_raw(tensors, nx, ny, device)[0]
-        result = postprocess(raw, core, lambda a: a.long())
+            raw = self.forward_raw(tensors, call, device)[0]
+        result = postprocess_batched(raw, core, lambda a: a.long(), plan.batch)
         if back_to_cpu:
             result = tuple(r.cpu() for r in result) if isinstance(result, tuple) else result.cpu()
         if out is None:
@@ -107,24 +109,64 @@ class Genred:
             o.copy_(r)
         return out
 
-    def forward_raw(self, tensors, nx, ny, device, indices=False):
-        """Runs the kernel: libkmr's raw output [rows, out_dim], and the indices ([rows, K*D] floats) of
-        Min/Max/KMin-like reductions when `indices` (None otherwise)."""
+    def forward_raw(self, tensors, call, device, indices=False):
+        """Runs the kernel: libkmr's raw output [*batch, rows, out_dim], and the indices ([*batch, rows, K*D]
+        floats) of Min/Max/KMin-like reductions when `indices` (None otherwise)."""
         core = run = self._core
         if indices and core.red.kind == "select":
             if self._companion is None:
                 self._companion = GenredCore(core.formula, core.aliases, core.red.companion, core.axis,
                                              core.opt_arg, core.formula2, core.dtype_acc, core.sum_scheme)
             run = self._companion
+        plan = call.plan
         ref = tensors[0] if tensors else torch.empty(0)
-        raw = torch.empty((core.out_rows(nx, ny), run.out_dim), dtype=ref.dtype, device=ref.device)
+        raw = torch.empty(plan.batch + (core.out_rows(plan.nx, plan.ny), run.out_dim), dtype=ref.dtype,
+                          device=ref.device)
         dtype = str(ref.dtype).replace("torch.", "")
-        launch(run, dtype, [t.data_ptr() for t in tensors], nx, ny, raw.data_ptr(), device)
+        if plan.nbatch > 0:
+            strides = [t.numel() // plan.nbatch if m == "full" else 0 for t, m in zip(tensors, plan.modes)]
+            launch(run, dtype, [t.data_ptr() for t in tensors], plan.nx, plan.ny, raw.data_ptr(), device,
+                   nbatch=plan.nbatch, strides=strides if plan.batch else (), ranges=call.ranges_arg(core))
         if run is not core:
-            return raw[:, : core.out_dim].contiguous(), raw[:, core.out_dim:]
+            return raw[..., : core.out_dim].contiguous(), raw[..., core.out_dim:]
         if indices and core.red.kind == "both":
-            return raw, raw[:, core.out_dim // 2:]
+            return raw, raw[..., core.out_dim // 2:]
         return raw, None
+
+
+class TorchCall:
+    """What a call carries besides its tensors: its CallPlan and KeOps's ranges (the user's tuple, passed on
+    to the gradient routines, and its host int64 copy for libkmr, made once)."""
+
+    def __init__(self, plan, ranges):
+        self.plan = plan
+        self.ranges = ranges
+        self._host = None
+        if ranges is not None:
+            check_ranges(ranges, plan, lambda r: tuple(r.shape), lambda r: str(r.dtype).replace("torch.", ""))
+
+    def ranges_arg(self, core):
+        if self.ranges is None:
+            return ()
+        if self._host is None:
+            self._host = [r.detach().to("cpu", torch.int64).contiguous() for r in self.ranges]
+        return [(r.data_ptr(), r.shape[0]) for r in self._host]
+
+
+def _batch_layout(core, plan, tensors):
+    """The tensors as the kernel reads them: parameters flat without batch dims; arguments broadcast along
+    some batch dims only ("expand") copied out to the full batch dims."""
+    out = []
+    for t, (cat, dim), mode in zip(tensors, core.args, plan.modes):
+        if not plan.batch:
+            out.append(t.reshape(-1) if cat == 2 else t)
+        elif mode == "expand":
+            tail = (dim,) if cat == 2 else tuple(t.shape[-2:])
+            pad = len(plan.batch) + len(tail) - t.dim()
+            out.append(t.reshape((1,) * pad + tuple(t.shape)).expand(plan.batch + tail).contiguous())
+        else:
+            out.append(t.reshape(1) if cat == 2 and t.dim() == 0 else t)
+    return out
 
 
 def _convert(core, args):
