@@ -141,8 +141,8 @@ def test_empty_blocks_and_uncovered_rows(seed):
     got, _ = run_case("Min_ArgMin", 1, dtype, x, y, ranges)
     assert torch.isinf(got[0][5:12]).all() and bool((got[1][5:12] == -1).all())
     # no block at all: every row is empty (axis=0 reads the empty j triple)
-    got, want = run_case("Sum", 0, dtype, x, y, ranges)
-    assert torch.equal(got, torch.zeros(30, 1, dtype=dtype))
+    got, _ = run_case("LogSumExp", 0, dtype, x, y, ranges)
+    assert torch.equal(got, torch.full((30, 1), -float("inf"), dtype=dtype))
 
 
 def test_ranges_covering_everything_equal_the_dense_reduction(seed):
@@ -203,12 +203,12 @@ def test_gradcheck_with_ranges(seed, name):
     mask = dense_mask(ranges, 14, 12, 1)
     out = fn(*args)
     w = torch.randn_like(out)
-    grads = torch.autograd.grad((out * w).sum(), args)
+    grads = torch.autograd.grad((out * w).sum(), args, materialize_grads=True)
     b = args[3] if len(args) > 3 else torch.ones(12, 2, dtype=torch.float64)
     ref = reference(name, x, y, b, g, mask, 1)
-    ref_grads = torch.autograd.grad((ref * w).sum(), args)
+    ref_grads = torch.autograd.grad((ref * w).sum(), args, allow_unused=True)
     for a, r in zip(grads, ref_grads):
-        torch.testing.assert_close(a, r, rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(a, torch.zeros_like(a) if r is None else r, rtol=1e-9, atol=1e-10)
 
 
 def test_ranges_errors(seed):
