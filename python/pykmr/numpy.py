@@ -58,7 +58,7 @@ class Genred:
         dtype = str(arrays[0].dtype) if arrays else "float32"
         raw = np.empty(plan.batch + (core.out_rows(plan.nx, plan.ny), core.out_dim), dtype=dtype)
         if plan.nbatch > 0:
-            strides = [a.size // plan.nbatch if m == "full" else 0 for a, m in zip(arrays, plan.modes)]
+            strides = [a.size // plan.nbatch if m != "shared" else 0 for a, m in zip(arrays, plan.modes)]
             launch(core, dtype, [a.ctypes.data for a in arrays], plan.nx, plan.ny, raw.ctypes.data, device,
                    nbatch=plan.nbatch, strides=strides if plan.batch else (), ranges=ranges_arg)
         result = postprocess_batched(raw, core, lambda a: a.astype(np.int64), plan.batch)

@@ -124,7 +124,7 @@ class Genred:
                           device=ref.device)
         dtype = str(ref.dtype).replace("torch.", "")
         if plan.nbatch > 0:
-            strides = [t.numel() // plan.nbatch if m == "full" else 0 for t, m in zip(tensors, plan.modes)]
+            strides = [t.numel() // plan.nbatch if m != "shared" else 0 for t, m in zip(tensors, plan.modes)]
             launch(run, dtype, [t.data_ptr() for t in tensors], plan.nx, plan.ny, raw.data_ptr(), device,
                    nbatch=plan.nbatch, strides=strides if plan.batch else (), ranges=call.ranges_arg(core))
         if run is not core:
