@@ -201,9 +201,10 @@ class GenredCore:
     def plan_call(self, shapes) -> CallPlan:
         """Checks each argument's shape against its alias and broadcasts the batch dims (see CallPlan).
 
-        shapes: one tuple per argument. i/j-variables are [B1, ..., Bk, n, dim]; a parameter holds dim values
-        per batch ([B1, ..., Bk, dim]; without batch dims also (dim,), (1, dim) or () for dim 1). Missing leading
-        batch dims and batch dims of size 1 broadcast. With no i- (or j-) variable, that size is 1.
+        shapes: one tuple per argument. i/j-variables are [B1, ..., Bk, n, dim]; a parameter holds dim
+        values per batch ([B1, ..., Bk, dim]; without batch dims also (dim,), (1, dim) or () for dim 1).
+        Missing leading batch dims and batch dims of size 1 broadcast. With no i- (or j-) variable, that size
+        is 1.
         """
         nbd = max([len(sh) - 2 for sh, (cat, _) in zip(shapes, self.args) if cat != 2 and len(sh) >= 2],
                   default=0)
@@ -216,22 +217,23 @@ class GenredCore:
                 if nbd == 0:
                     ok_shape = len(shape) <= 1 or (len(shape) == 2 and shape[0] == 1)
                     if numel != dim or not ok_shape:
-                        raise ValueError(f"pykmr: {label} is a parameter of dim {dim}: expected shape ({dim},), "
-                                         f"got shape {shape}")
+                        raise ValueError(f"pykmr: {label} is a parameter of dim {dim}: expected shape "
+                                         f"({dim},), got shape {shape}")
                     batches.append(())
                     continue
                 if len(shape) == 0 and dim == 1:
                     shape = (1,)
                 if len(shape) == 0 or shape[-1] != dim or len(shape) - 1 > nbd:
-                    raise ValueError(f"pykmr: {label} is a parameter of dim {dim} with {nbd} batch dims: expected "
-                                     f"shape (B1, ..., B{nbd}, {dim}) (or ({dim},)), got shape {shape}")
+                    raise ValueError(f"pykmr: {label} is a parameter of dim {dim} with {nbd} batch dims: "
+                                     f"expected shape (B1, ..., B{nbd}, {dim}) (or ({dim},)), "
+                                     f"got shape {shape}")
                 batches.append((1,) * (nbd + 1 - len(shape)) + shape[:-1])
                 continue
             n_name = "nx" if cat == 0 else "ny"
             if len(shape) < 2:
-                raise ValueError(f"pykmr: {label} must be 2-D [{n_name}, {dim}] (or [batch dims..., {n_name}, "
-                                 f"{dim}]), got shape {shape}"
-                                 + (f" (reshape it to (-1, {dim}))" if len(shape) == 1 else ""))
+                raise ValueError(f"pykmr: {label} must be 2-D [{n_name}, {dim}], got shape {shape}"
+                                 + (f" (reshape it to (-1, {dim}))" if len(shape) == 1 else "")
+                                 + f"; with batch dims: [B1, ..., Bk, {n_name}, {dim}]")
             if shape[-1] != dim:
                 raise ValueError(f"pykmr: {label} has {shape[-1]} columns but its alias declares dim {dim} "
                                  f"(shape {shape})")
@@ -248,8 +250,8 @@ class GenredCore:
             sizes_d = {b[d] for b in batches if b} - {1}
             if len(sizes_d) > 1:
                 got = ", ".join(f"{self.labels[p]}: {tuple(shapes[p])}" for p in range(len(shapes)))
-                raise ValueError(f"pykmr: the batch dims of the arguments do not broadcast (dim {d} has sizes "
-                                 f"{sorted(sizes_d)}; {got})")
+                raise ValueError(f"pykmr: the batch dims of the arguments do not broadcast (dim {d} has "
+                                 f"sizes {sorted(sizes_d)}; {got})")
             batch.append(sizes_d.pop() if sizes_d else 1)
         batch = tuple(batch)
         modes = []
@@ -312,8 +314,8 @@ RANGES_NAMES = ("ranges_i", "slices_i", "redranges_j", "ranges_j", "slices_j", "
 def check_ranges(ranges, plan: CallPlan, shape_of, dtype_of):
     """Checks the structure of KeOps's 6-tuple of ranges (libkmr checks the values: sorted, in bounds).
 
-    shape_of / dtype_of: the front end's accessors (tuple of ints, dtype name). Raises TypeError (not a 6-tuple,
-    not integer arrays) or ValueError (shapes, with batch dims)."""
+    shape_of / dtype_of: the front end's accessors (tuple of ints, dtype name). Raises TypeError (not a
+    6-tuple, not integer arrays) or ValueError (shapes, with batch dims)."""
     if not isinstance(ranges, (tuple, list)) or len(ranges) != 6:
         raise TypeError("pykmr: ranges must be KeOps's 6-tuple (ranges_i, slices_i, redranges_j, ranges_j, "
                         f"slices_j, redranges_i), got {type(ranges).__name__}"

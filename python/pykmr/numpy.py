@@ -18,8 +18,8 @@ from pykmr.common import (
     Device,
     GenredCore,
     check_call_options,
-    check_ranges,
     check_out_shapes,
+    check_ranges,
     keops_options_to_dtype_acc,
     launch,
     make_generics,
@@ -99,7 +99,8 @@ def _batch_layout(core, plan, arrays):
         elif mode == "expand":
             tail = (dim,) if cat == 2 else tuple(a.shape[-2:])
             pad = len(plan.batch) + len(tail) - a.ndim
-            out.append(np.ascontiguousarray(np.broadcast_to(a.reshape((1,) * pad + a.shape), plan.batch + tail)))
+            full = np.broadcast_to(a.reshape((1,) * pad + a.shape), plan.batch + tail)
+            out.append(np.ascontiguousarray(full))
         else:
             out.append(a.reshape(1) if cat == 2 and a.ndim == 0 else a)
     return out

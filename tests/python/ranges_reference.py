@@ -53,7 +53,7 @@ def masked_reduce(red, f, mask, g=None, k=None):
     if red in ("Min", "ArgMin", "Min_ArgMin", "Max", "ArgMax", "Max_ArgMax"):
         is_max = red.startswith("Max") or red == "ArgMax"
         filled = f.masked_fill(~m3, -big if is_max else big)
-        vals, idx = (filled.max(1) if is_max else filled.min(1))
+        vals, idx = filled.max(1) if is_max else filled.min(1)
         idx = idx.masked_fill(~mask.any(1, keepdim=True), -1)
         return {"Min": vals, "Max": vals, "ArgMin": idx, "ArgMax": idx}.get(red, (vals, idx))
     if red in ("KMin", "ArgKMin", "KMin_ArgKMin"):

@@ -4,9 +4,8 @@ broadcast batch dims, one launch, against a dense float64 torch loop over the ba
 import numpy as np
 import pytest
 import torch
-from ranges_reference import masked_reduce
-
 from pykmr.torch import Genred
+from ranges_reference import masked_reduce
 
 TOL = {torch.float32: dict(rtol=2e-4, atol=2e-5), torch.float64: dict(rtol=1e-10, atol=1e-12)}
 
@@ -43,7 +42,8 @@ def reference(name, g, x, y, b, axis=1):
         f = f.transpose(-3, -2)
     batch = f.shape[:-3]
     f = f.reshape((-1,) + f.shape[-3:])
-    bb = b.unsqueeze(-3).expand(batch + (f.shape[-3],) + b.shape[-2:]).reshape((-1, f.shape[-3]) + b.shape[-2:])
+    bb = b.unsqueeze(-3).expand(batch + (f.shape[-3],) + b.shape[-2:])
+    bb = bb.reshape((-1, f.shape[-3]) + b.shape[-2:])
     outs = []
     for t in range(f.shape[0]):
         mask = torch.ones(f.shape[1:3], dtype=torch.bool)

@@ -4,9 +4,8 @@ both axes, float32/float64, gradients, empty blocks, and a GeomLoss-like block-d
 import numpy as np
 import pytest
 import torch
-from ranges_reference import cluster_ranges, from_matrix, mask_of, masked_reduce
-
 from pykmr.torch import Genred
+from ranges_reference import cluster_ranges, from_matrix, mask_of, masked_reduce
 
 TOL = {torch.float32: dict(rtol=2e-4, atol=2e-5), torch.float64: dict(rtol=1e-10, atol=1e-12)}
 
@@ -147,8 +146,14 @@ def test_empty_blocks_and_uncovered_rows(seed):
 
 def test_ranges_covering_everything_equal_the_dense_reduction(seed):
     x, y, b = torch.randn(40, 3), torch.randn(50, 3), torch.randn(50, 2)
-    full = (torch.tensor([[0, 40]]), torch.tensor([2]), torch.tensor([[0, 20], [20, 50]]),
-            torch.tensor([[0, 50]]), torch.tensor([1]), torch.tensor([[0, 40]]))
+    full = (
+        torch.tensor([[0, 40]]),
+        torch.tensor([2]),
+        torch.tensor([[0, 20], [20, 50]]),
+        torch.tensor([[0, 50]]),
+        torch.tensor([1]),
+        torch.tensor([[0, 40]]),
+    )
     conv = Genred("Exp(-G*SqDist(X,Y))*B", ["G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(2)"], axis=1)
     g = torch.tensor([0.7])
     torch.testing.assert_close(conv(g, x, y, b, ranges=full), conv(g, x, y, b), rtol=1e-5, atol=1e-6)
@@ -164,9 +169,14 @@ def test_block_diagonal_geomloss_pattern(seed):
     assert torch.equal(mask, mask_of(ranges[3], ranges[4], ranges[5], 250, 300).t())
     eps = 0.5
     for axis in (1, 0):
-        softmin = Genred("-SqDist(X,Y)/E + B", ["E = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(1)"] if axis
-                         else ["E = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vi(1)"],
-                         reduction_op="LogSumExp", axis=axis)
+        softmin = Genred(
+            "-SqDist(X,Y)/E + B",
+            ["E = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(1)"]
+            if axis
+            else ["E = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vi(1)"],
+            reduction_op="LogSumExp",
+            axis=axis,
+        )
         bvec = torch.randn(250 if axis else 300, 1, dtype=dtype)
         got = softmin(torch.tensor([eps], dtype=dtype), x, y, bvec, ranges=ranges)
         d2 = ((x[:, None] - y[None]) ** 2).sum(-1)
@@ -214,8 +224,14 @@ def test_gradcheck_with_ranges(seed, name):
 def test_ranges_errors(seed):
     conv = Genred("SqDist(X,Y)", ["X = Vi(3)", "Y = Vj(3)"], reduction_op="Sum", axis=1)
     x, y = torch.randn(10, 3), torch.randn(8, 3)
-    ok = (torch.tensor([[0, 10]]), torch.tensor([1]), torch.tensor([[0, 8]]),
-          torch.tensor([[0, 8]]), torch.tensor([1]), torch.tensor([[0, 10]]))
+    ok = (
+        torch.tensor([[0, 10]]),
+        torch.tensor([1]),
+        torch.tensor([[0, 8]]),
+        torch.tensor([[0, 8]]),
+        torch.tensor([1]),
+        torch.tensor([[0, 10]]),
+    )
     conv(x, y, ranges=ok)
     with pytest.raises(TypeError, match="6-tuple"):
         conv(x, y, ranges=ok[:3])
@@ -258,6 +274,7 @@ def test_same_result_as_pykeops(seed):
     g = torch.tensor([0.5], dtype=torch.float64)
     aliases = ["G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(2)"]
     ours = Genred("Exp(-G*SqDist(X,Y))*B", aliases, axis=1)(g, x, y, b, ranges=ranges)
-    theirs = pykeops_torch.Genred("Exp(-G*SqDist(X,Y))*B", aliases, axis=1)(g, x, y, b, ranges=ranges,
-                                                                           backend="CPU")
+    theirs = pykeops_torch.Genred("Exp(-G*SqDist(X,Y))*B", aliases, axis=1)(
+        g, x, y, b, ranges=ranges, backend="CPU"
+    )
     torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-14)

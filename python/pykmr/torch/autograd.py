@@ -173,7 +173,8 @@ def _selected_grads(routine, args, out, idx, grad_out, needs, plan):
         if cat == 2:
             g = g.sum(1).reshape(batch + (dim,))
         elif cat == other:
-            g = torch.zeros((nb * m, dim), dtype=g.dtype, device=g.device).index_add(0, flat, g.reshape(-1, dim))
+            g = torch.zeros((nb * m, dim), dtype=g.dtype, device=g.device).index_add(
+                0, flat, g.reshape(-1, dim))
             g = g.reshape(batch + (m, dim))
         else:
             g = g.reshape(nb, n, kd, dim).sum(2).reshape(batch + (n, dim))
