@@ -45,7 +45,8 @@ void make_extras(RunExtras* e, std::int64_t nbatch, const std::vector<std::int64
   r.nranges_j = ranges[3].second;
   r.nredranges_i = ranges[5].second;
   if (ranges[1].second != r.nranges_i || ranges[4].second != r.nranges_j)
-    throw kmr::Error(kmr::ErrorKind::Value, "kmr: slices_i (slices_j) must have one entry per row of ranges_i (ranges_j)");
+    throw kmr::Error(kmr::ErrorKind::Value,
+                     "kmr: slices_i (slices_j) must have one entry per row of ranges_i (ranges_j)");
   e->options.ranges = &e->ranges;
 }
 

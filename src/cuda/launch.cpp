@@ -95,8 +95,8 @@ void launch(const LaunchRequest& r) {
   shape.max_grid_y = device_attribute(r.device, CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Y);
   shape.nbatch = r.nbatch;
   if (r.nbatch > device_attribute(r.device, CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Z))
-    throw Error(ErrorKind::Value, "pykmr: " + std::to_string(r.nbatch) + " batches are more than one GPU launch takes (" +
-                                      r.what + ")");
+    throw Error(ErrorKind::Value, "pykmr: " + std::to_string(r.nbatch) +
+                                      " batches are more than one GPU launch takes (" + r.what + ")");
   LaunchPlan plan = plan_block(shape);
   if (!plan.error.empty()) throw Error(ErrorKind::Value, "pykmr: " + r.what + ": " + plan.error);
   int occupancy = 1;
@@ -123,7 +123,8 @@ void launch(const LaunchRequest& r) {
   DeviceBuffer blocks_d(blocks.size() * 8, stream, async);
   DeviceBuffer red_d(blocks.empty() ? 0 : r.redranges.size() * 8, stream, async);
   if (!blocks.empty()) {
-    check(api.cuMemcpyHtoDAsync(reinterpret_cast<CUdeviceptr>(blocks_d.get()), blocks.data(), blocks.size() * 8, stream),
+    check(api.cuMemcpyHtoDAsync(reinterpret_cast<CUdeviceptr>(blocks_d.get()), blocks.data(), blocks.size() * 8,
+                                stream),
           "cuMemcpyHtoDAsync");
     if (!r.redranges.empty())
       check(api.cuMemcpyHtoDAsync(reinterpret_cast<CUdeviceptr>(red_d.get()), r.redranges.data(),

@@ -388,7 +388,8 @@ int run_cpu_impl(const kmr_kernel_call* call) {
       std::vector<long long> idx0(std::size_t(run.idx_dim));
       run.red.init(acc0.data(), idx0.data());
       auto empty_rows = [&](int64_t r0, int64_t r1) {
-        for (int64_t i = r0; i < r1; ++i) run.red.template finalize<T>(run.out + i * run.out_dim, acc0.data(), idx0.data());
+        for (int64_t i = r0; i < r1; ++i)
+          run.red.template finalize<T>(run.out + i * run.out_dim, acc0.data(), idx0.data());
       };
       for (int64_t k = 0; k < call->nranges; ++k) {
         const int64_t a = call->ranges[2 * k], b = call->ranges[2 * k + 1];

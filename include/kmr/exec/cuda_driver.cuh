@@ -198,39 +198,39 @@ __device__ KMR_INLINE void map_reduce(const kmr_cuda_params& prm) {
   // the loops and their __syncthreads stay uniform).
   const long long s0 = blk ? blk[2] : 0, s1 = blk ? blk[3] : 1;
   for (long long s = s0; s < s1; ++s) {
-  const long long ja = blk ? prm.redranges[2 * s] : j0, jb = blk ? prm.redranges[2 * s + 1] : j1;
-  for (long long jt = ja; jt < jb; jt += prm.tile_rows) {
-    const int rows = static_cast<int>(jb - jt < prm.tile_rows ? jb - jt : prm.tile_rows);
-    __syncthreads();  // the previous tile is consumed
-    load_tile<F, T>(tile, prm, b, jt, rows);
-    __syncthreads();
-    if (!active) continue;
-    TA* a = acc;
-    long long* ix = idx;
-    if constexpr (BLOCK) {
-      red.init(bacc, bidx);
-      a = bacc;
-      ix = bidx;
-    }
-    for (int r = 0; r < rows; ++r) {
-      static_for<VS::NV>([&](auto pc) {
-        constexpr int P = decltype(pc)::value;
-        using A = VarAt<F, P>;
-        if constexpr (A::dim > 0 && A::cat == CAT_J) v[P] = tile + r * S + A::off;
-      });
-      T f[F::DIM];
-      F::template eval<T>(f, v);
-      red.template accumulate<T>(a, ix, f, jt + r);
-    }
-    if constexpr (BLOCK) {
-      red.merge(sacc, sidx, bacc, bidx);
-      if (++tiles_in_super == SUPER_TILES) {
-        red.merge(acc, idx, sacc, sidx);
-        red.init(sacc, sidx);
-        tiles_in_super = 0;
+    const long long ja = blk ? prm.redranges[2 * s] : j0, jb = blk ? prm.redranges[2 * s + 1] : j1;
+    for (long long jt = ja; jt < jb; jt += prm.tile_rows) {
+      const int rows = static_cast<int>(jb - jt < prm.tile_rows ? jb - jt : prm.tile_rows);
+      __syncthreads();  // the previous tile is consumed
+      load_tile<F, T>(tile, prm, b, jt, rows);
+      __syncthreads();
+      if (!active) continue;
+      TA* a = acc;
+      long long* ix = idx;
+      if constexpr (BLOCK) {
+        red.init(bacc, bidx);
+        a = bacc;
+        ix = bidx;
+      }
+      for (int r = 0; r < rows; ++r) {
+        static_for<VS::NV>([&](auto pc) {
+          constexpr int P = decltype(pc)::value;
+          using A = VarAt<F, P>;
+          if constexpr (A::dim > 0 && A::cat == CAT_J) v[P] = tile + r * S + A::off;
+        });
+        T f[F::DIM];
+        F::template eval<T>(f, v);
+        red.template accumulate<T>(a, ix, f, jt + r);
+      }
+      if constexpr (BLOCK) {
+        red.merge(sacc, sidx, bacc, bidx);
+        if (++tiles_in_super == SUPER_TILES) {
+          red.merge(acc, idx, sacc, sidx);
+          red.init(sacc, sidx);
+          tiles_in_super = 0;
+        }
       }
     }
-  }
   }
   if (!active) return;
   if constexpr (BLOCK) red.merge(acc, idx, sacc, sidx);
