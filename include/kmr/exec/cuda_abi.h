@@ -25,7 +25,7 @@ extern "C" {
 
 typedef struct kmr_cuda_params {
   const void* args[KMR_CUDA_MAX_ARGS]; /* canonical order, device pointers, row-major */
-  void* out;                           /* [nx, out_dim] */
+  void* out;                           /* [nx, out_dim] values (state_mode: accumulators) */
   void* part_acc;                      /* [chunks][nx][acc_dim] accumulators (TA), or null */
   long long* part_idx;                 /* [chunks][nx][idx_dim] indices, or null */
   long long nx;                        /* rows of the output (i) */
@@ -44,6 +44,10 @@ typedef struct kmr_cuda_params {
      The blocks cover every row (rows of no range: an empty list). Device memory; null: dense. */
   const long long* blocks;
   const long long* redranges;
+  /* ABI 2 */
+  int state_mode;                      /* 1: write the unfinalized state: out [nx, acc_dim] (TA), out_idx [nx, idx_dim] */
+  long long* out_idx;                  /* [nx, out_idx_dim] int64 indices of Arg* reductions (-1: none), or null */
+  long long idx_offset;                /* added to every index written (global index of j = 0) */
 } kmr_cuda_params;
 
 #ifdef __cplusplus

@@ -41,8 +41,9 @@ from pykmr.common import CATS, to_all_i
 
 
 class GenredFunction(torch.autograd.Function):
-    """forward(routine, device, call, *args) -> libkmr's raw output [*batch, rows, out_dim] (call: a
-    TorchCall, the batch plan and the ranges)."""
+    """forward(routine, device, call, *args) -> (values [*batch, rows, out_dim], int64 indices
+    [*batch, rows, out_idx_dim]) (call: a TorchCall, the batch plan and the ranges); the indices are constants
+    (not differentiable), and for Min/Max/KMin they are those of the values."""
 
     @staticmethod
     def forward(ctx, routine, device, call, *args):
@@ -50,11 +51,12 @@ class GenredFunction(torch.autograd.Function):
         vals, idx = routine.forward_raw(args, call, device, indices=kind == "select")
         ctx.routine = routine
         ctx.call = call
+        ctx.mark_non_differentiable(idx)
         ctx.save_for_backward(*args, vals, idx)
-        return vals
+        return vals, idx
 
     @staticmethod
-    def backward(ctx, grad_out):
+    def backward(ctx, grad_out, _grad_idx):
         *args, out, idx = ctx.saved_tensors
         needs = ctx.needs_input_grad[3:]
         grads = input_grads(ctx.routine, args, out, idx, grad_out, needs, ctx.call)
@@ -130,10 +132,7 @@ def _selected_grads(routine, args, out, idx, grad_out, needs, plan):
     folded into one batch dim nb: the selected rows of batch b are gathered from that batch."""
     core = routine._core
     d, kd = core.dim_f, core.k * core.dim_f
-    if core.red.kind == "both":
-        grad_vals, idx = grad_out[..., :kd], out[..., kd:]
-    else:
-        grad_vals = grad_out
+    grad_vals = grad_out  # the values' gradient; idx: their int64 indices, global row numbers
     batch, nb = plan.batch, plan.nbatch
     n = grad_vals.shape[-2]
     other = 1 - core.own_cat
@@ -141,7 +140,7 @@ def _selected_grads(routine, args, out, idx, grad_out, needs, plan):
     if m == 0 or n == 0 or nb == 0:  # nothing selected (values are +-inf) or no output row
         return [torch.zeros_like(a) if need else None for a, need in zip(args, needs)]
     grad_vals = grad_vals.reshape(nb, n, kd)
-    idx = idx.detach().reshape(nb, n, kd).long()
+    idx = idx.detach().reshape(nb, n, kd)
     valid = idx >= 0
     if not bool(valid.all()):
         grad_vals, idx = grad_vals * valid, idx.clamp(min=0)

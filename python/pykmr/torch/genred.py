@@ -8,15 +8,20 @@ import torch
 
 from pykmr.common import (
     CPU,
+    ArrayOps,
     Device,
     GenredCore,
+    PartialState,
     PicklableRoutine,
     check_call_options,
     check_out_shapes,
     check_ranges,
     keops_options_to_dtype_acc,
     launch,
+    merge_partial,
+    postprocess,
     postprocess_batched,
+    run_partial,
 )
 
 
@@ -124,10 +129,10 @@ class Genred(PicklableRoutine):
             if out is not None:
                 raise RuntimeError("pykmr: out= does not support automatic differentiation, but an argument "
                                    "requires grad")
-            raw = GenredFunction.apply(self, device, call, *tensors)
+            vals, idx = GenredFunction.apply(self, device, call, *tensors)
         else:
-            raw = self.forward_raw(tensors, call, device)[0]
-        result = postprocess_batched(raw, core, lambda a: a.long(), plan.batch)
+            vals, idx = self.forward_raw(tensors, call, device)
+        result = postprocess_batched(vals, idx, core, plan.batch)
         if back_to_cpu:
             result = tuple(r.cpu() for r in result) if isinstance(result, tuple) else result.cpu()
         if out is None:
@@ -138,8 +143,9 @@ class Genred(PicklableRoutine):
         return out
 
     def forward_raw(self, tensors, call, device, indices=False):
-        """Runs the kernel: libkmr's raw output [*batch, rows, out_dim], and the indices ([*batch, rows, K*D]
-        floats) of Min/Max/KMin-like reductions when `indices` (None otherwise)."""
+        """Runs the kernel: the values [*batch, rows, out_dim] (the data dtype) and the int64 indices
+        [*batch, rows, out_idx_dim] of Arg* reductions, or, when `indices`, of the values of Min/Max/KMin (the
+        companion Min_ArgMin... is run instead; [..., 0] for reductions without indices)."""
         core = run = self._core
         if indices and core.red.kind == "select":
             if self._companion is None:
@@ -148,18 +154,65 @@ class Genred(PicklableRoutine):
             run = self._companion
         plan = call.plan
         ref = tensors[0] if tensors else torch.empty(0)
-        raw = torch.empty(plan.batch + (core.out_rows(plan.nx, plan.ny), run.out_dim), dtype=ref.dtype,
-                          device=ref.device)
+        rows = core.out_rows(plan.nx, plan.ny)
+        vals = torch.empty(plan.batch + (rows, run.out_dim), dtype=ref.dtype, device=ref.device)
+        idx = torch.empty(plan.batch + (rows, run.out_idx_dim), dtype=torch.int64, device=ref.device)
         dtype = str(ref.dtype).replace("torch.", "")
         if plan.nbatch > 0:
             strides = [t.numel() // plan.nbatch if m != "shared" else 0 for t, m in zip(tensors, plan.modes)]
-            launch(run, dtype, [t.data_ptr() for t in tensors], plan.nx, plan.ny, raw.data_ptr(), device,
-                   nbatch=plan.nbatch, strides=strides if plan.batch else (), ranges=call.ranges_arg(core))
-        if run is not core:
-            return raw[..., : core.out_dim].contiguous(), raw[..., core.out_dim:]
-        if indices and core.red.kind == "both":
-            return raw, raw[..., core.out_dim // 2:]
-        return raw, None
+            launch(run, dtype, [t.data_ptr() for t in tensors], plan.nx, plan.ny, vals.data_ptr(), device,
+                   idx_ptr=idx.data_ptr(), nbatch=plan.nbatch, strides=strides if plan.batch else (),
+                   ranges=call.ranges_arg(core))
+        return vals, idx
+
+
+    # ----------------------------------------------------------------------------------------------------
+    def partial(self, *args, offset=0) -> PartialState:
+        """The unfinalized state of this reduction over the reduced rows passed (CPU tensors, as for a
+        call), with indices made global: `offset` is the global index of the first reduced row passed
+        (j for axis=1, i for axis=0). Merge the states of the slices of an axis with merge(), then
+        finalize() gives routine(*args) on the whole axis (no autograd through states). See
+        pykmr.common.PartialState for the layout.
+
+        Raises TypeError/ValueError as a call does, ValueError for a negative or non-integer offset, and
+        NotImplementedError for CUDA tensors (partial states run on the CPU). No pykeops equivalent.
+        """
+        core = self._core
+        with torch.no_grad():
+            tensors = _convert(core, args)
+            for p, t in enumerate(tensors):
+                if t.device.type != "cpu":
+                    raise NotImplementedError(f"pykmr: partial states are computed on the CPU, but "
+                                              f"{core.labels[p]} is on {t.device}; pass CPU tensors")
+            nx, ny = core.check_shapes([t.shape for t in tensors])
+            tensors = [t.detach().reshape(-1) if cat == 2 else t.detach() for t, (cat, _) in zip(tensors, core.args)]
+            dtype = str(tensors[0].dtype).replace("torch.", "") if tensors else "float32"
+            return run_partial(core, _OPS, dtype, [t.data_ptr() for t in tensors], nx, ny, offset)
+
+    def merge(self, states) -> PartialState:
+        """Merges a list of PartialState of this routine (same rows) with the reduction's own merge. The
+        result does not depend on the order or grouping of the merges beyond float round-off (Arg*: ties
+        go to the smaller global index). Raises TypeError/ValueError for states of another routine,
+        dtype or number of rows, or an empty list."""
+        return merge_partial(self._core, _OPS, states, finalize=False)
+
+    def finalize(self, state: PartialState):
+        """The result of routine(*args) from the merged state of all the reduced rows: same shapes and
+        dtypes as a direct call (int64 indices for Arg*), CPU tensors."""
+        if not isinstance(state, PartialState):
+            raise TypeError(f"pykmr: finalize takes a PartialState, got {type(state).__name__}")
+        vals, idx = merge_partial(self._core, _OPS, [state], finalize=True)
+        return postprocess(vals, idx, self._core)
+
+
+def _is_cpu_tensor(a):
+    return isinstance(a, torch.Tensor) and a.device.type == "cpu"
+
+
+_OPS = ArrayOps(empty=lambda shape, dt: torch.empty(shape, dtype=getattr(torch, dt)), ptr=lambda t: t.data_ptr(),
+                contiguous=lambda t: t.detach().contiguous(),
+                dtype_name=lambda t: str(t.dtype).replace("torch.", ""), is_array=_is_cpu_tensor,
+                kind="CPU torch tensors")
 
 
 class TorchCall:
