@@ -59,7 +59,7 @@ def mmd2(a, b):
 net = torch.nn.Sequential(
     torch.nn.Linear(2, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2)
 )
-batch = 500 if args.small else 2000
+batch = 500 if args.small else 1000
 iterations = 100 if args.small else 300
 opt = torch.optim.Adam(net.parameters(), lr=3e-3)
 z_eval, y_eval = torch.randn(batch, 2), target(batch)  # a fixed evaluation batch
