@@ -142,7 +142,7 @@ def closure():
     return loss
 
 
-opt = torch.optim.LBFGS([p0], lr=1, max_iter=10 if args.small else 20, line_search_fn="strong_wolfe")
+opt = torch.optim.LBFGS([p0], lr=1, max_iter=10 if args.small else 15, line_search_fn="strong_wolfe")
 t0 = time.perf_counter()
 opt.step(closure)
 elapsed = time.perf_counter() - t0
@@ -260,7 +260,7 @@ print(
     f"its autograd graph > {budget / 2**30:.1f} GiB, half the available memory)"
 )
 sizes = [100, 300] if args.small else [100, 200, 500, 1000, 2000, 5000, 10000, 20000]
-time_cap = 2.0 if args.small else 5.0  # seconds: stop a curve when the next size would take longer
+time_cap = 2.0 if args.small else 3.0  # seconds: stop a curve when the next size would take longer
 results = {"pykmr CPU": {}, "dense torch CPU": {}}
 for n in sizes:
     for name, dense in (("pykmr CPU", False), ("dense torch CPU", True)):
