@@ -76,6 +76,7 @@ for col, name in enumerate(metrics):
     cs = ax.contour(gx, gy, levels[name].reshape(n, n), levels=[0.1, 0.3, 0.5, 0.7, 0.9], cmap="viridis")
     ax.clabel(cs, fontsize=8)
     ax.set_title(f"{name} Gaussian: level sets of k(x, 0)")
+    ax.set(xlim=(-0.5, 0.5), ylim=(-0.5, 0.5))  # zoom on the kernel's support
     ax = axes[1, col]
     img = ax.imshow(convs[name].reshape(n, n), extent=(-1, 1, -1, 1), origin="lower", cmap="RdBu_r")
     ax.scatter(

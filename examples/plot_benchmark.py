@@ -73,9 +73,10 @@ def timed(fn, n, device):
 devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 sizes = [100, 300, 1000, 3000, 10000] if args.small else [100, 300, 1000, 3000, 10000, 30000, 100000]
 time_cap = 1.0 if args.small else 10.0  # a curve stops when its next size would take longer
-curves, oom = {}, {}
+curves, oom, oom_estimate = {}, {}, {}
 for device in devices:
     budget = available_bytes(device) / 2
+    oom_estimate[f"dense torch {'GPU' if device == 'cuda' else 'CPU'}"] = (budget / 12) ** 0.5
     for name, fn in (("pykmr", pykmr_conv), ("dense torch", dense_conv)):
         label = f"{name} {'GPU' if device == 'cuda' else 'CPU'}"
         curves[label] = {}
@@ -91,10 +92,18 @@ for device in devices:
             print(f"{label:16s} N = {n:6d}: {done[n] * 1e3:9.3f} ms")
 
 # %%
-# Figure: time vs N, log-log; an "x" marks where dense torch runs out of memory.
+# Figure: time vs N, log-log; an "x" (or a dotted line, past the time cap) marks where dense torch runs out
+# of memory.
 fig, ax = plt.subplots(figsize=(7.5, 5.5), constrained_layout=True)
 for label, done in curves.items():
     (line,) = ax.loglog(list(done), list(done.values()), "o-", label=label)
+    if label in oom_estimate and label not in oom:  # stopped by the time cap: mark the estimated limit
+        ax.axvline(
+            oom_estimate[label],
+            color=line.get_color(),
+            ls=":",
+            label=f"{label}: out of memory from N = {oom_estimate[label]:.0f} (estimated)",
+        )
     if label in oom:
         ax.loglog([oom[label]], [max(done.values())], "x", color=line.get_color(), ms=12, mew=2)
         ax.annotate(

@@ -142,7 +142,7 @@ def closure():
     return loss
 
 
-opt = torch.optim.LBFGS([p0], lr=1, max_iter=10 if args.small else 30, line_search_fn="strong_wolfe")
+opt = torch.optim.LBFGS([p0], lr=1, max_iter=10 if args.small else 15, line_search_fn="strong_wolfe")
 t0 = time.perf_counter()
 opt.step(closure)
 elapsed = time.perf_counter() - t0
@@ -201,7 +201,8 @@ fig.savefig(os.path.join(args.out, "lddmm_surface.png"), dpi=80)
 # Timing: one forward-backward pass of the 10-step shooting (loss = |q(1) - target|^2, gradient w.r.t. p0)
 # for N points, pykmr against dense torch (which stores N x N matrices at every step). Dense torch is not run
 # where its memory would pass half the available RAM: the bytes its autograd graph saves are measured at a
-# small N and scaled as N^2, and those sizes are marked "out of memory (estimated)".
+# small N and scaled as N^2, and the N where they pass it is marked "out of memory (estimated)". Both curves
+# also stop where the next size would take more than a few seconds.
 def dense_k_v(x, y, p):
     # squared distances by differences, not cdist: cdist's gradient is NaN at the zero diagonal
     return torch.exp(-((x[:, None, :] - y[None, :, :]) ** 2).sum(-1) / sigma_v**2) @ p
@@ -253,31 +254,27 @@ with open("/proc/meminfo") if os.path.exists("/proc/meminfo") else open(os.devnu
 budget = avail / 2
 n_probe = 150 if args.small else 400
 per_n2 = saved_bytes(n_probe) / n_probe**2
+n_oom = (budget / per_n2) ** 0.5  # dense torch's graph would pass the budget from this N on
+print(
+    f"dense torch: out of memory from N = {n_oom:.0f} (estimated: {per_n2 / 2**30:.2e} GiB x N^2 saved by "
+    f"its autograd graph > {budget / 2**30:.1f} GiB, half the available memory)"
+)
 sizes = [100, 300] if args.small else [100, 200, 500, 1000, 2000, 5000, 10000, 20000]
-time_cap = 2.0 if args.small else 8.0  # seconds: stop a curve when the next size would take longer
+time_cap = 2.0 if args.small else 3.0  # seconds: stop a curve when the next size would take longer
 results = {"pykmr CPU": {}, "dense torch CPU": {}}
-oom_at = None
 for n in sizes:
     for name, dense in (("pykmr CPU", False), ("dense torch CPU", True)):
         done = results[name]
-        if done and done[max(done)] * (n / max(done)) ** 2 > time_cap:
-            continue
-        if dense and (oom_at is not None or per_n2 * n * n > budget):
-            oom_at = n if oom_at is None else oom_at
+        if done and done[max(done)] * (n / max(done)) ** 2 > time_cap or (dense and n > n_oom):
             continue
         done[n] = timed(n, dense)
         print(f"{name:16s} N = {n:6d}: {done[n]:.3f} s")
-if oom_at is not None:
-    print(
-        f"dense torch: out of memory from N = {oom_at} (estimated: {per_n2 * oom_at**2 / 2**30:.1f} GiB "
-        f"> {budget / 2**30:.1f} GiB, half the available memory)"
-    )
 
 fig2, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
 for (name, done), marker in zip(results.items(), "os"):
     ax.loglog(list(done), list(done.values()), marker=marker, label=name)
-if oom_at is not None:
-    ax.axvline(oom_at, color="tab:orange", ls=":", label="dense torch: out of memory (estimated)")
+oom_label = f"dense torch: out of memory from N = {n_oom:.0f} (estimated)"
+ax.axvline(n_oom, color="tab:orange", ls=":", label=oom_label)
 ax.set(
     title="LDDMM forward-backward pass (10 time steps), float32",
     xlabel="number of points N",

@@ -171,7 +171,7 @@ ax.scatter(*moved_plain.T, s=4, c="tab:red", label="plain LDDMM, momentum v per 
 ax.scatter(*moved_norm.T, s=4, c="tab:blue", label="normalised LDDMM, momentum v per unit mass")
 ax.plot(*(shape + v).T, c="tab:blue", lw=0.5, alpha=0.5, label="exact translation by v")
 ax.set(title="shooting a translation (10 Euler steps)", xlabel="x[0]", ylabel="x[1]", aspect="equal")
-ax.legend(loc="upper left", fontsize=8)
+ax.legend(loc="lower right", fontsize=8)
 fig.savefig(os.path.join(args.out, "normalized_lddmm.png"), dpi=80)
 
 # %%

@@ -37,7 +37,7 @@ dtype = torch.float64
 
 # %%
 # Two clouds: a crescent and two blobs, with uniform weights.
-n, m = (400, 500) if args.small else (5000, 6000)
+n, m = (400, 500) if args.small else (2000, 2500)
 t = math.pi * torch.rand(n, dtype=dtype)
 x = torch.stack([t.cos(), t.sin() - 0.3], 1) * 0.6 + 0.03 * torch.randn(n, 2, dtype=dtype)
 centers = torch.tensor([[-0.5, -0.6], [0.6, -0.5]], dtype=dtype)

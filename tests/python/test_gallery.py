@@ -51,6 +51,9 @@ def test_example_runs_small(script, tmp_path, gallery_cache):
     for module in optional:
         pytest.importorskip(module, reason=f"{script} compares against {module}")
     env = dict(os.environ, MPLBACKEND="Agg", KMR_QUIET="1", KMR_CACHE_DIR=str(gallery_cache))
+    # torch's OpenMP threads spin at their barriers: on an oversubscribed CI machine each torch op then waits
+    # for a descheduled thread (~100 ms per op measured on a shared 2-core box); passive waiting avoids it.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     before = {p.name for p in gallery_cache.iterdir()}
     t0 = time.perf_counter()
     proc = subprocess.run(
