@@ -49,7 +49,7 @@ html_theme = "alabaster"
 html_title = f"pykmr {release}"
 html_static_path: list[str] = []
 
-autodoc_default_options = {"members": True, "show-inheritance": False}
+autodoc_default_options: dict[str, object] = {}
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 napoleon_google_docstring = True

@@ -7,7 +7,7 @@ pykmr.numpy runs. A single kernel with a scalar gamma is spelled exactly as in
 src/precompiled/manifest.txt, so it never compiles anything.
 
 Kernels (g is the kernel's gamma; a per-dimension gamma gives a weighted
-distance sum_d g_d (x_d - y_d)^2, a D*D one (x-y)^T g (x-y)):
+distance sum_d g_d (x_d - y_d)^2, a D*D one (x-y)^T g (x-y))::
 
     gaussian(x,y)             = exp(-g |x-y|^2)
     laplacian(x,y)            = exp(-sqrt(g |x-y|^2))

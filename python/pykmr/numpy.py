@@ -1,5 +1,7 @@
 """pykmr on numpy arrays: the API of pykeops.numpy (Genred, generic_sum...), without autograd.
 
+Example::
+
     from pykmr.numpy import generic_sum
     conv = generic_sum("Exp(-G*SqDist(X,Y)) * B", "A = Vi(2)",
                        "G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(2)")

@@ -1,5 +1,7 @@
 """pykmr on torch tensors: drop-in for pykeops.torch where they overlap, with autograd to any order.
 
+Example::
+
     from pykmr.torch import Genred, generic_sum
     conv = generic_sum("Exp(-G*SqDist(X,Y)) * B", "A = Vi(2)",
                        "G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(2)")
