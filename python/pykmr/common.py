@@ -76,9 +76,10 @@ class Reduction:
     kind: str  # sum | lse | ssmw | select (values) | both (values + indices) | index
     uses_k: bool = False
     companion: str | None = None  # values + indices version, run when a value gradient is needed
-    parts: int = 1  # out_dim = parts * (K) * dim F for select/both/index
 
 
+# libkmr writes values ([rows, out_dim], the data dtype) and indices ([rows, out_idx_dim], int64: exact
+# past 2^24, never through float32) to two arrays; out_dim or out_idx_dim is (K *) dim F.
 REDUCTIONS = {
     "Sum": Reduction("sum"),
     "LogSumExp": Reduction("lse"),
@@ -86,9 +87,9 @@ REDUCTIONS = {
     "Min": Reduction("select", companion="Min_ArgMin"),
     "Max": Reduction("select", companion="Max_ArgMax"),
     "KMin": Reduction("select", uses_k=True, companion="KMin_ArgKMin"),
-    "Min_ArgMin": Reduction("both", parts=2),
-    "Max_ArgMax": Reduction("both", parts=2),
-    "KMin_ArgKMin": Reduction("both", uses_k=True, parts=2),
+    "Min_ArgMin": Reduction("both"),
+    "Max_ArgMax": Reduction("both"),
+    "KMin_ArgKMin": Reduction("both", uses_k=True),
     "ArgMin": Reduction("index"),
     "ArgMax": Reduction("index"),
     "ArgKMin": Reduction("index", uses_k=True),
@@ -129,14 +130,18 @@ class GenredCore:
         self.k = opt_arg if self.red.uses_k else 1
         self.args = [tuple(a) for a in self.kernel.args]  # (cat, dim) per argument position
         self.nargs = len(self.args)
-        self.out_dim = self.kernel.out_dim
+        self.out_dim = self.kernel.out_dim  # values per output row
+        self.out_idx_dim = self.kernel.out_idx_dim  # int64 indices per output row
         if self.red.kind in ("lse", "ssmw"):
             self.dim_f = 1
             self.dim_g = self.out_dim if formula2 else 0
         else:
-            self.dim_f = self.out_dim // (self.red.parts * self.k)
+            self.dim_f = (self.out_dim or self.out_idx_dim) // self.k
             self.dim_g = 0
         self.own_cat = 0 if self.axis == 1 else 1  # the category indexed like the output rows
+        # What a PartialState records of its routine: states merge only with states of the same reduction.
+        self.state_key = (formula, tuple(self.aliases), reduction_op, self.axis, opt_arg or 0, formula2 or "",
+                          dtype_acc, sum_scheme)
         self._name_arguments()
         self.what = f"Genred('{formula}', {reduction_op}, axis={self.axis})"
 
@@ -313,44 +318,43 @@ CPU = Device()
 
 
 def launch(core: GenredCore, dtype: str, ptrs, nx: int, ny: int, out_ptr: int, device: Device = CPU,
-           kernel=None):
-    """Runs a kernel on contiguous row-major data (the one place where kernels start)."""
+           kernel=None, idx_ptr: int = 0):
+    """Runs a kernel on contiguous row-major data (the one place where kernels start): values to out_ptr
+    ([rows, out_dim]), int64 indices to idx_ptr ([rows, out_idx_dim])."""
     k = kernel or core.kernel
     if device.type == "cpu":
-        k.run(dtype, list(ptrs), nx, ny, out_ptr)
+        k.run(dtype, list(ptrs), nx, ny, out_ptr, idx_ptr)
         return
     from pykmr import _cuda
 
     _cuda.prepare()
     if device.type == "cuda":
-        k.run_cuda(dtype, list(ptrs), nx, ny, out_ptr, device.index, device.stream)
+        k.run_cuda(dtype, list(ptrs), nx, ny, out_ptr, device.index, device.stream, idx_ptr)
     elif device.type == "cuda_host":
         _cuda.require_gpu()
-        k.run_cuda_host(dtype, list(ptrs), nx, ny, out_ptr, max(device.index, 0))
+        k.run_cuda_host(dtype, list(ptrs), nx, ny, out_ptr, max(device.index, 0), idx_ptr)
     else:
         raise ValueError(f"pykmr: unknown device type {device.type!r}")
 
 
-def postprocess(raw, core: GenredCore, to_index):
-    """KeOps's output layout from libkmr's raw [n, out_dim] array.
+def postprocess(vals, idx, core: GenredCore):
+    """KeOps's output layout from libkmr's values [n, out_dim] and int64 indices [n, out_idx_dim].
 
-    Indices become int64 (to_index); Min_ArgMin-like reductions return (values, indices); KMin-like ones
-    [n, K, D], squeezed to [n, K] when D == 1.
+    Arg* reductions return the indices (int64); Min_ArgMin-like reductions return (values, indices);
+    KMin-like ones [n, K, D], squeezed to [n, K] when D == 1.
     """
-    kind, n, d, k = core.red.kind, raw.shape[0], core.dim_f, core.k
+    kind, n, d, k = core.red.kind, vals.shape[0], core.dim_f, core.k
 
     def kview(a):
         return a.reshape(n, k) if d == 1 else a.reshape(n, k, d)
 
     if kind == "index":
-        idx = to_index(raw)
         return kview(idx) if core.red.uses_k else idx
     if kind == "both":
-        vals, idx = raw[:, : k * d], to_index(raw[:, k * d:])
         return (kview(vals), kview(idx)) if core.red.uses_k else (vals, idx)
     if kind == "select" and core.red.uses_k:
-        return kview(raw)
-    return raw
+        return kview(vals)
+    return vals
 
 
 def check_out_shapes(core, out, result, is_array):
@@ -367,6 +371,119 @@ def check_out_shapes(core, out, result, is_array):
             raise ValueError(f"pykmr: out= has shape {tuple(o.shape)} and dtype {o.dtype}, expected shape "
                              f"{tuple(r.shape)} and dtype {r.dtype}")
     return outs, results
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Partial states: the reductions' unfinalized accumulators, merged by the reductions' own merge (libkmr)
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class PartialState:
+    """The unfinalized result of one Genred over a slice of its reduced axis (``routine.partial``).
+
+    Merge states of slices with ``routine.merge`` (any grouping and order), then ``routine.finalize`` gives
+    what ``routine(*args)`` gives on the whole axis. Picklable (plain arrays), so states can travel
+    between processes (pykmr.dask).
+
+    Attributes:
+        routine: what identifies the reduction (formula, aliases, reduction_op, axis, opt_arg, formula2,
+            dtype_acc, sum_scheme); states merge only with states of the same one.
+        dtype: the data dtype, "float32" or "float64" (the dtype of the finalized values).
+        acc: [rows, acc_dim] accumulators, of the accumulation dtype (dtype_acc; "auto": the data
+            dtype): a numpy array (pykmr.numpy) or a CPU torch tensor (pykmr.torch). Per reduction:
+            Sum: the partial sums [D] (sum_scheme="kahan": sums, then compensations); LogSumExp: the
+            running max m and sum_j exp(f_j - m); with weights: m, then the shifted weighted sums [D];
+            SumSoftMaxWeight: m, the shifted sum, the shifted weighted sums [D]; Min/Max and the Arg
+            reductions: the best values [D]; the KMin family: the K best values per coordinate, sorted,
+            slot r * D + d.
+        idx: [rows, idx_dim] int64 GLOBAL indices along the reduced axis of the values of acc (Arg
+            reductions, Min_ArgMin..., the KMin family; idx_dim = 0 otherwise); 2**63 - 1 marks a slot
+            that holds no element yet.
+    """
+
+    routine: tuple
+    dtype: str
+    acc: object
+    idx: object
+
+    @property
+    def rows(self) -> int:
+        return int(self.acc.shape[0])
+
+
+@dataclass(frozen=True)
+class ArrayOps:
+    """What partial states need of a front end's arrays: empty(shape, dtype name), the data pointer of a
+    contiguous array, a contiguous version, the dtype name, and the type test."""
+
+    empty: object
+    ptr: object
+    contiguous: object
+    dtype_name: object
+    is_array: object
+    kind: str  # "numpy arrays" / "torch tensors", for messages
+
+
+def check_offset(offset):
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"pykmr: offset must be an integer >= 0 (the global index of the first reduced row "
+                         f"passed), got {offset!r}")
+    return int(offset)
+
+
+def run_partial(core: GenredCore, ops: ArrayOps, dtype: str, ptrs, nx: int, ny: int, offset: int):
+    """The partial state of one call (host memory), indices shifted by offset."""
+    acc_dim, idx_dim, acc_dtype = core.kernel.state_layout(dtype)
+    rows = core.out_rows(nx, ny)
+    acc, idx = ops.empty((rows, acc_dim), acc_dtype), ops.empty((rows, idx_dim), "int64")
+    core.kernel.run_state(dtype, list(ptrs), nx, ny, ops.ptr(acc), ops.ptr(idx), check_offset(offset))
+    return PartialState(core.state_key, dtype, acc, idx)
+
+
+def _checked_states(core: GenredCore, ops: ArrayOps, states, what):
+    """The states as contiguous arrays, checked against the routine and each other (a foreign or damaged
+    state gives an error, never a crash)."""
+    first = states[0]
+    if first.dtype not in ("float32", "float64"):
+        raise ValueError(f"pykmr: {what}: the state's dtype {first.dtype!r} is not float32 or float64")
+    acc_dim, idx_dim, acc_dtype = core.kernel.state_layout(first.dtype)
+    out = []
+    for n, st in enumerate(states):
+        if not isinstance(st, PartialState):
+            raise TypeError(f"pykmr: {what}: state {n} is a {type(st).__name__}, not a pykmr PartialState")
+        if st.routine != core.state_key:
+            raise ValueError(f"pykmr: {what}: state {n} comes from another routine ({st.routine[2]} of "
+                             f"'{st.routine[0]}', axis={st.routine[3]}), not {core.what}")
+        if st.dtype != first.dtype:
+            raise ValueError(f"pykmr: {what}: state {n} is {st.dtype} but state 0 is {first.dtype}")
+        for name, a, dim, dt in (("acc", st.acc, acc_dim, acc_dtype), ("idx", st.idx, idx_dim, "int64")):
+            if not ops.is_array(a):
+                raise TypeError(f"pykmr: {what}: state {n}'s {name} is a {type(a).__name__}; this front "
+                                f"end's states hold {ops.kind}")
+            if tuple(a.shape) != (first.rows, dim) or ops.dtype_name(a) != dt:
+                raise ValueError(f"pykmr: {what}: state {n}'s {name} has shape {tuple(a.shape)} and dtype "
+                                 f"{ops.dtype_name(a)}, expected ({first.rows}, {dim}) and {dt}")
+        out.append((ops.contiguous(st.acc), ops.contiguous(st.idx)))
+    return first, out
+
+
+def merge_partial(core: GenredCore, ops: ArrayOps, states, finalize: bool):
+    """Merges states with the reduction's merge: a PartialState, or (values, indices) when finalize."""
+    what = "finalize" if finalize else "merge"
+    if isinstance(states, PartialState) or not isinstance(states, (list, tuple)):
+        raise TypeError(f"pykmr: merge takes a list of PartialState, got {type(states).__name__}")
+    if not states:
+        raise ValueError("pykmr: merge needs at least one PartialState")
+    first, arrays = _checked_states(core, ops, list(states), what)
+    rows = first.rows
+    if finalize:
+        out = ops.empty((rows, core.out_dim), first.dtype)
+        out_idx = ops.empty((rows, core.out_idx_dim), "int64")
+    else:
+        out = ops.empty(tuple(first.acc.shape), ops.dtype_name(first.acc))
+        out_idx = ops.empty(tuple(first.idx.shape), "int64")
+    accs, idxs = [ops.ptr(a) for a, _ in arrays], [ops.ptr(i) for _, i in arrays]
+    core.kernel.merge_states(first.dtype, rows, accs, idxs, ops.ptr(out), ops.ptr(out_idx), finalize)
+    return (out, out_idx) if finalize else PartialState(core.state_key, first.dtype, out, out_idx)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -15,15 +15,19 @@ import numpy as np
 from pykmr import kernels as _kernels
 from pykmr.common import (
     CPU,
+    ArrayOps,
     Device,
     GenredCore,
+    PartialState,
     PicklableRoutine,
     check_call_options,
     check_out_shapes,
     keops_options_to_dtype_acc,
     launch,
     make_generics,
+    merge_partial,
     postprocess,
+    run_partial,
 )
 from pykmr.kernels import Kernel
 
@@ -49,15 +53,55 @@ class Genred(PicklableRoutine):
         # numpy arrays live on the host: backend="GPU" copies them to the GPU and back.
         device = Device("cuda_host", device_id) if backend.startswith("GPU") else CPU
         dtype = str(arrays[0].dtype) if arrays else "float32"
-        raw = np.empty((core.out_rows(nx, ny), core.out_dim), dtype=dtype)
-        launch(core, dtype, [a.ctypes.data for a in arrays], nx, ny, raw.ctypes.data, device)
-        result = postprocess(raw, core, lambda a: a.astype(np.int64))
+        rows = core.out_rows(nx, ny)
+        vals = np.empty((rows, core.out_dim), dtype=dtype)
+        idx = np.empty((rows, core.out_idx_dim), dtype=np.int64)
+        launch(core, dtype, [a.ctypes.data for a in arrays], nx, ny, vals.ctypes.data, device,
+               idx_ptr=idx.ctypes.data)
+        result = postprocess(vals, idx, core)
         if out is None:
             return result
         outs, results = check_out_shapes(core, out, result, lambda o: isinstance(o, np.ndarray))
         for o, r in zip(outs, results):
             o[...] = r
         return out
+
+
+    # ----------------------------------------------------------------------------------------------------
+    def partial(self, *args, offset=0) -> PartialState:
+        """The unfinalized state of this reduction over the reduced rows passed (numpy arrays, as for a
+        call), with indices made global: `offset` is the global index of the first reduced row passed
+        (j for axis=1, i for axis=0). Merge the states of the slices of an axis with merge(), then
+        finalize() gives routine(*args) on the whole axis. See pykmr.common.PartialState for the layout.
+
+        Raises TypeError/ValueError as a call does, and ValueError for a negative or non-integer offset.
+        No pykeops equivalent.
+        """
+        core = self._core
+        arrays = _convert(core, args)
+        nx, ny = core.check_shapes([a.shape for a in arrays])
+        dtype = str(arrays[0].dtype) if arrays else "float32"
+        return run_partial(core, _OPS, dtype, [a.ctypes.data for a in arrays], nx, ny, offset)
+
+    def merge(self, states) -> PartialState:
+        """Merges a list of PartialState of this routine (same rows) with the reduction's own merge. The
+        result does not depend on the order or grouping of the merges beyond float round-off (Arg*: ties
+        go to the smaller global index). Raises TypeError/ValueError for states of another routine,
+        dtype or number of rows, or an empty list."""
+        return merge_partial(self._core, _OPS, states, finalize=False)
+
+    def finalize(self, state: PartialState):
+        """The result of routine(*args) from the merged state of all the reduced rows: same shapes and
+        dtypes as a direct call (int64 indices for Arg*)."""
+        if not isinstance(state, PartialState):
+            raise TypeError(f"pykmr: finalize takes a PartialState, got {type(state).__name__}")
+        vals, idx = merge_partial(self._core, _OPS, [state], finalize=True)
+        return postprocess(vals, idx, self._core)
+
+
+_OPS = ArrayOps(empty=lambda shape, dt: np.empty(shape, dtype=dt), ptr=lambda a: a.ctypes.data,
+                contiguous=np.ascontiguousarray, dtype_name=lambda a: str(a.dtype),
+                is_array=lambda a: isinstance(a, np.ndarray), kind="numpy arrays")
 
 
 def _convert(core, args):

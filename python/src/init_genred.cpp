@@ -19,14 +19,51 @@ kmr::DType parse_dtype(const std::string& s) {
 }
 
 // Raw pointers come from torch/numpy as integers: the module links neither.
-void run_pointers(const kmr::Genred& g, const std::string& dtype, const std::vector<std::uintptr_t>& args,
-                  std::int64_t nx, std::int64_t ny, std::uintptr_t out) {
+std::vector<const void*> pointers(const std::vector<std::uintptr_t>& args) {
   std::vector<const void*> p;
   p.reserve(args.size());
   for (std::uintptr_t a : args) p.push_back(reinterpret_cast<const void*>(a));
+  return p;
+}
+
+std::int64_t* idx_pointer(std::uintptr_t p) { return reinterpret_cast<std::int64_t*>(p); }
+
+void run_pointers(const kmr::Genred& g, const std::string& dtype, const std::vector<std::uintptr_t>& args,
+                  std::int64_t nx, std::int64_t ny, std::uintptr_t out, std::uintptr_t out_idx) {
+  const std::vector<const void*> p = pointers(args);
   const kmr::DType dt = parse_dtype(dtype);
   py::gil_scoped_release release;
-  g.run(dt, p.data(), p.size(), nx, ny, reinterpret_cast<void*>(out));
+  g.run(dt, p.data(), p.size(), nx, ny, reinterpret_cast<void*>(out), idx_pointer(out_idx));
+}
+
+// Partial states (host memory): see kmr::Genred::run_state, merge_states, finalize_states.
+py::tuple state_layout(const kmr::Genred& g, const std::string& dtype) {
+  const kmr::Genred::StateLayout l = g.state_layout(parse_dtype(dtype));
+  return py::make_tuple(l.acc_dim, l.idx_dim, l.acc_dtype == kmr::DType::Float32 ? "float32" : "float64");
+}
+
+void run_state_pointers(const kmr::Genred& g, const std::string& dtype, const std::vector<std::uintptr_t>& args,
+                        std::int64_t nx, std::int64_t ny, std::uintptr_t acc, std::uintptr_t idx,
+                        std::int64_t offset) {
+  const std::vector<const void*> p = pointers(args);
+  const kmr::DType dt = parse_dtype(dtype);
+  py::gil_scoped_release release;
+  g.run_state(dt, p.data(), p.size(), nx, ny, reinterpret_cast<void*>(acc), idx_pointer(idx), offset);
+}
+
+void merge_pointers(const kmr::Genred& g, const std::string& dtype, std::int64_t rows,
+                    const std::vector<std::uintptr_t>& accs, const std::vector<std::uintptr_t>& idxs,
+                    std::uintptr_t out, std::uintptr_t out_idx, bool finalize) {
+  const std::vector<const void*> a = pointers(accs);
+  std::vector<const std::int64_t*> ix;
+  for (std::uintptr_t q : idxs) ix.push_back(reinterpret_cast<const std::int64_t*>(q));
+  const kmr::DType dt = parse_dtype(dtype);
+  py::gil_scoped_release release;
+  if (finalize) {
+    g.finalize_states(dt, rows, a, ix, reinterpret_cast<void*>(out), idx_pointer(out_idx));
+  } else {
+    g.merge_states(dt, rows, a, ix, reinterpret_cast<void*>(out), idx_pointer(out_idx));
+  }
 }
 
 std::vector<std::pair<int, int>> arg_list(const kmr::Genred& g) {
@@ -37,24 +74,23 @@ std::vector<std::pair<int, int>> arg_list(const kmr::Genred& g) {
 
 // CUDA: device pointers on GPU `device`, queued on `stream` (a CUstream as an integer, 0: default).
 void run_cuda_pointers(const kmr::Genred& g, const std::string& dtype, const std::vector<std::uintptr_t>& args,
-                       std::int64_t nx, std::int64_t ny, std::uintptr_t out, int device, std::uintptr_t stream) {
-  std::vector<const void*> p;
-  p.reserve(args.size());
-  for (std::uintptr_t a : args) p.push_back(reinterpret_cast<const void*>(a));
+                       std::int64_t nx, std::int64_t ny, std::uintptr_t out, int device, std::uintptr_t stream,
+                       std::uintptr_t out_idx) {
+  const std::vector<const void*> p = pointers(args);
   const kmr::DType dt = parse_dtype(dtype);
   py::gil_scoped_release release;
-  g.run_cuda(dt, p.data(), p.size(), nx, ny, reinterpret_cast<void*>(out), device, reinterpret_cast<void*>(stream));
+  g.run_cuda(dt, p.data(), p.size(), nx, ny, reinterpret_cast<void*>(out), device, reinterpret_cast<void*>(stream),
+             idx_pointer(out_idx));
 }
 
 // CUDA on host pointers: copied to GPU `device` and back.
 void run_cuda_host_pointers(const kmr::Genred& g, const std::string& dtype, const std::vector<std::uintptr_t>& args,
-                            std::int64_t nx, std::int64_t ny, std::uintptr_t out, int device) {
-  std::vector<const void*> p;
-  p.reserve(args.size());
-  for (std::uintptr_t a : args) p.push_back(reinterpret_cast<const void*>(a));
+                            std::int64_t nx, std::int64_t ny, std::uintptr_t out, int device,
+                            std::uintptr_t out_idx) {
+  const std::vector<const void*> p = pointers(args);
   const kmr::DType dt = parse_dtype(dtype);
   py::gil_scoped_release release;
-  g.run_cuda_host(dt, p.data(), p.size(), nx, ny, reinterpret_cast<void*>(out), device);
+  g.run_cuda_host(dt, p.data(), p.size(), nx, ny, reinterpret_cast<void*>(out), device, idx_pointer(out_idx));
 }
 
 kmr::Genred make_genred(const std::string& formula, const std::vector<std::string>& aliases,
@@ -75,19 +111,31 @@ void init_genred(py::module_& m) {
       .def(py::init(&make_genred), py::arg("formula"), py::arg("aliases"), py::arg("reduction") = "Sum",
            py::arg("axis") = 1, py::arg("opt_arg") = 0, py::arg("formula2") = "", py::arg("dtype_acc") = "auto",
            py::arg("sum_scheme") = "auto")
-      .def_property_readonly("out_dim", &kmr::Genred::out_dim)
+      .def_property_readonly("out_dim", &kmr::Genred::out_dim, "values per output row")
+      .def_property_readonly("out_idx_dim", &kmr::Genred::out_idx_dim, "int64 indices per output row (Arg*)")
       .def_property_readonly("axis", &kmr::Genred::axis)
       .def_property_readonly("key", &kmr::Genred::key)
       .def_property_readonly("args", &arg_list, "(category, dim) per argument; category 0: i, 1: j, 2: parameter")
       .def("is_precompiled", [](const kmr::Genred& g, const std::string& d) { return g.is_precompiled(parse_dtype(d)); })
       .def("prepare", [](const kmr::Genred& g, const std::string& d) { return g.prepare(parse_dtype(d)); })
       .def("run", &run_pointers, py::arg("dtype"), py::arg("args"), py::arg("nx"), py::arg("ny"), py::arg("out"),
-           "Runs on raw data pointers (contiguous, row-major); releases the GIL.")
+           py::arg("out_idx") = 0,
+           "Runs on raw data pointers (contiguous, row-major): values to out, int64 indices to out_idx; releases "
+           "the GIL.")
       .def("run_cuda", &run_cuda_pointers, py::arg("dtype"), py::arg("args"), py::arg("nx"), py::arg("ny"),
-           py::arg("out"), py::arg("device"), py::arg("stream"),
+           py::arg("out"), py::arg("device"), py::arg("stream"), py::arg("out_idx") = 0,
            "Queues the kernel on CUDA device pointers of GPU `device`, on `stream` (an integer CUstream).")
       .def("run_cuda_host", &run_cuda_host_pointers, py::arg("dtype"), py::arg("args"), py::arg("nx"), py::arg("ny"),
-           py::arg("out"), py::arg("device"), "Runs on GPU `device` from host pointers (copies in and out).")
+           py::arg("out"), py::arg("device"), py::arg("out_idx") = 0,
+           "Runs on GPU `device` from host pointers (copies in and out).")
+      .def("state_layout", &state_layout, py::arg("dtype"),
+           "(acc_dim, idx_dim, accumulator dtype) of this reduction's partial state, per output row.")
+      .def("run_state", &run_state_pointers, py::arg("dtype"), py::arg("args"), py::arg("nx"), py::arg("ny"),
+           py::arg("acc"), py::arg("idx"), py::arg("offset") = 0,
+           "Writes the unfinalized states (acc [rows, acc_dim], idx [rows, idx_dim] int64, indices + offset).")
+      .def("merge_states", &merge_pointers, py::arg("dtype"), py::arg("rows"), py::arg("accs"), py::arg("idxs"),
+           py::arg("out"), py::arg("out_idx"), py::arg("finalize"),
+           "Merges states in order; finalize=True writes the finalized output (values, indices) instead.")
       .def("is_precompiled_cuda", [](const kmr::Genred& g, const std::string& d) {
         return g.is_precompiled_cuda(parse_dtype(d));
       })

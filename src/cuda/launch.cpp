@@ -79,6 +79,7 @@ void launch(const LaunchRequest& r) {
   for (std::size_t a = 0; a < r.args.size(); ++a)
     if (r.bytes.empty() || r.bytes[a] > 0) check_pointer(r, r.args[a], "variable " + std::to_string(a));
   check_pointer(r, r.out, "the output");
+  check_pointer(r, r.out_idx, "the index output");
 
   const Kernel& k = kernel_for(r.spec, r.device, r.what);
   LaunchShape shape;
@@ -107,6 +108,9 @@ void launch(const LaunchRequest& r) {
   kmr_cuda_params prm = plan_params(shape, plan);
   for (std::size_t a = 0; a < r.args.size(); ++a) prm.args[a] = r.args[a];
   prm.out = r.out;
+  prm.out_idx = reinterpret_cast<long long*>(r.out_idx);
+  prm.idx_offset = 0;
+  prm.state_mode = 0;
 
   const bool async = stream_ordered_alloc(r.device);
   const std::size_t part_rows = prm.use_partials ? std::size_t(plan.chunks) * std::size_t(r.nx) : 0;
@@ -144,13 +148,21 @@ void launch_host(LaunchRequest r) {
     }
   }
   const std::size_t out_bytes = std::size_t(r.nx) * std::size_t(r.out_dim) * value_bytes(r.spec.dtype);
+  const std::size_t idx_bytes = std::size_t(r.nx) * std::size_t(r.out_idx_dim) * 8;
   DeviceBuffer out(out_bytes, stream, async);
+  DeviceBuffer out_idx(idx_bytes, stream, async);
   void* host_out = r.out;
+  std::int64_t* host_idx = r.out_idx;
   r.out = out.get();
+  r.out_idx = static_cast<std::int64_t*>(out_idx.get());
   r.stream = stream;
   launch(r);
-  check(api.cuMemcpyDtoHAsync(host_out, reinterpret_cast<CUdeviceptr>(out.get()), out_bytes, stream),
-        "cuMemcpyDtoHAsync");
+  if (out_bytes > 0)
+    check(api.cuMemcpyDtoHAsync(host_out, reinterpret_cast<CUdeviceptr>(out.get()), out_bytes, stream),
+          "cuMemcpyDtoHAsync");
+  if (idx_bytes > 0)
+    check(api.cuMemcpyDtoHAsync(host_idx, reinterpret_cast<CUdeviceptr>(out_idx.get()), idx_bytes, stream),
+          "cuMemcpyDtoHAsync");
   check(api.cuStreamSynchronize(stream), "cuStreamSynchronize");
 }
 

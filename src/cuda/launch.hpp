@@ -22,6 +22,8 @@ struct LaunchRequest {
   std::int64_t nx = 0, ny = 0;     // kernel rows (output) and reduced rows
   void* out = nullptr;
   int out_dim = 0;
+  std::int64_t* out_idx = nullptr;  // int64 indices (Arg* reductions), out_idx_dim per row
+  int out_idx_dim = 0;
   int device = 0;
   void* stream = nullptr;          // a CUstream of `device`'s primary context; null: the default stream
 };

@@ -1,6 +1,7 @@
 #include "kmr/runtime/genred.hpp"
 
 #include <mutex>
+#include <utility>
 
 #include "../cpu/isa.hpp"
 #include "../cpu/thread_pool.hpp"
@@ -34,6 +35,19 @@ void check_options(const GenredOptions& o) {
                 "kmr: sum_scheme must be 'auto', 'block', 'direct' or 'kahan', got '" + s + "'");
 }
 
+// The accumulator of <cpp><TA, dimf> (include/kmr/reduction): slots of TA and of int64. The
+// kernels' KMR_MODE_DIMS answers the same from the templates (tested in test_partial_states.cpp).
+std::pair<int, int> state_dims(const std::string& cpp, int dimf, long long k) {
+  const int kd = static_cast<int>(k) * dimf;
+  if (cpp == "SumReduction" || cpp == "MinReduction" || cpp == "MaxReduction") return {dimf, 0};
+  if (cpp == "SumKahanReduction") return {2 * dimf, 0};
+  if (cpp == "LogSumExpReduction") return {2, 0};
+  if (cpp == "LogSumExpWeightReduction") return {dimf, 0};
+  if (cpp == "SumSoftMaxWeightReduction") return {dimf + 1, 0};
+  if (cpp.find("KMin") != std::string::npos) return {kd, kd};
+  return {dimf, dimf};  // ArgMin, ArgMax, Min_ArgMin, Max_ArgMax
+}
+
 }  // namespace
 
 struct Genred::Impl {
@@ -45,6 +59,7 @@ struct Genred::Impl {
   int axis = 1;
   long long k = 0;
   int out_dim = 0;
+  int out_idx_dim = 0;
   std::vector<ArgInfo> args;
   std::string description;
   mutable std::mutex mutex;
@@ -52,9 +67,21 @@ struct Genred::Impl {
   mutable std::string module_path[2];
 
   bool check_call(const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny, const void* out,
-                  std::vector<const void*>* canonical) const;
+                  const std::int64_t* out_idx, int nvals, int nidx, std::vector<const void*>* canonical,
+                  bool whole_axis = true) const;
   cuda::LaunchRequest cuda_request(DType dtype, std::vector<const void*> canonical, std::int64_t nx, std::int64_t ny,
-                                   void* out, int device) const;
+                                   void* out, std::int64_t* out_idx, int device) const;
+  void run_kernel(DType dtype, kmr_kernel_call& call) const {
+    call.abi_version = KMR_KERNEL_ABI_VERSION;
+    call.k = k;
+    call.parallel_for = &cpu::parallel_for;
+    call.pool = cpu::default_pool();
+    call.num_threads = cpu::num_threads();
+    const kmr_kernel_fn fn = kernel(dtype);
+    if (fn(&call) != 0) throw Error(ErrorKind::Runtime, "kmr: kernel failed for " + description);
+  }
+  void merge(DType dtype, int mode, std::int64_t rows, const std::vector<const void*>& accs,
+             const std::vector<const std::int64_t*>& idxs, void* out, std::int64_t* out_idx) const;
 
   KernelSpec spec(DType dtype) const {
     KernelSpec s;
@@ -142,6 +169,7 @@ Genred::Genred(const std::string& formula, const std::vector<std::string>& alias
     g.k = options.opt_arg;
   }
   g.out_dim = g.red->out_dim(f1.dim, dim2, g.k);
+  g.out_idx_dim = g.red->out_idx_dim(f1.dim, dim2, g.k);
 }
 
 Genred::~Genred() = default;
@@ -149,6 +177,7 @@ Genred::Genred(Genred&&) noexcept = default;
 Genred& Genred::operator=(Genred&&) noexcept = default;
 
 int Genred::out_dim() const { return impl_->out_dim; }
+int Genred::out_idx_dim() const { return impl_->out_idx_dim; }
 int Genred::axis() const { return impl_->axis; }
 const std::vector<ArgInfo>& Genred::args() const { return impl_->args; }
 const std::string& Genred::key() const { return impl_->formula.key; }
@@ -163,8 +192,11 @@ std::string Genred::prepare(DType dtype) const {
 }
 
 // Checks a call and returns its arguments in canonical order; false when there is no output row.
+// nvals / nidx: values and indices per output row that out / out_idx receive. whole_axis: false for
+// a chunk of the reduced axis (partial states), which may hold fewer than K rows.
 bool Genred::Impl::check_call(const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
-                              const void* out, std::vector<const void*>* canonical) const {
+                              const void* out, const std::int64_t* out_idx, int nvals, int nidx,
+                              std::vector<const void*>* canonical, bool whole_axis) const {
   if (nargs != this->args.size())
     throw Error(ErrorKind::Value, "kmr: " + description + " expects " + std::to_string(this->args.size()) +
                                       " arguments, got " + std::to_string(nargs));
@@ -172,11 +204,14 @@ bool Genred::Impl::check_call(const void* const* args, std::size_t nargs, std::i
   // The kernel reduces over its j: for axis 0 that is the user's i.
   const std::int64_t rows = axis == 1 ? nx : ny;
   const std::int64_t reduced = axis == 1 ? ny : nx;
-  if (red->needs_k && k > reduced)
+  if (whole_axis && red->needs_k && k > reduced)
     throw Error(ErrorKind::Value, "kmr: K = " + std::to_string(k) + " is larger than the number of reduced points (" +
                                       std::to_string(reduced) + ") in " + description);
   if (rows == 0) return false;
-  if (!out) throw Error(ErrorKind::Value, "kmr: null output pointer");
+  if (!out && nvals > 0) throw Error(ErrorKind::Value, "kmr: null output pointer");
+  if (!out_idx && nidx > 0)
+    throw Error(ErrorKind::Value, "kmr: " + description + " writes int64 indices: pass an index output (out_idx, " +
+                                      std::to_string(nidx) + " per row)");
   for (std::size_t a = 0; a < nargs; ++a) {
     const std::int64_t n = this->args[a].cat == 0 ? nx : this->args[a].cat == 1 ? ny : 1;
     if (n > 0 && !args[a])
@@ -188,27 +223,85 @@ bool Genred::Impl::check_call(const void* const* args, std::size_t nargs, std::i
 }
 
 void Genred::run(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
-                 void* out) const {
+                 void* out, std::int64_t* out_idx) const {
   const Impl& g = *impl_;
   std::vector<const void*> canonical;
-  if (!g.check_call(args, nargs, nx, ny, out, &canonical)) return;
-
+  if (!g.check_call(args, nargs, nx, ny, out, out_idx, g.out_dim, g.out_idx_dim, &canonical)) return;
   kmr_kernel_call call{};
-  call.abi_version = KMR_KERNEL_ABI_VERSION;
   call.nx = g.axis == 1 ? nx : ny;
   call.ny = g.axis == 1 ? ny : nx;
-  call.k = g.k;
   call.args = canonical.data();
   call.out = out;
-  call.parallel_for = &cpu::parallel_for;
-  call.pool = cpu::default_pool();
-  call.num_threads = cpu::num_threads();
-  const kmr_kernel_fn fn = g.kernel(dtype);
-  if (fn(&call) != 0) throw Error(ErrorKind::Runtime, "kmr: kernel failed for " + g.description);
+  call.out_idx = out_idx;
+  call.mode = KMR_MODE_FINAL;
+  g.run_kernel(dtype, call);
+}
+
+Genred::StateLayout Genred::state_layout(DType dtype) const {
+  const Impl& g = *impl_;
+  const auto d = state_dims(g.red_cpp, g.formula.dim, g.k);
+  return {d.first, d.second, acc_type(g.dtype_acc, dtype) == "float" ? DType::Float32 : DType::Float64};
+}
+
+void Genred::run_state(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
+                       void* acc, std::int64_t* idx, std::int64_t offset) const {
+  const Impl& g = *impl_;
+  const StateLayout l = state_layout(dtype);
+  if (offset < 0) throw Error(ErrorKind::Value, "kmr: the index offset of a partial state must be >= 0");
+  std::vector<const void*> canonical;
+  if (!g.check_call(args, nargs, nx, ny, acc, idx, l.acc_dim, l.idx_dim, &canonical, false)) return;
+  kmr_kernel_call call{};
+  call.nx = g.axis == 1 ? nx : ny;
+  call.ny = g.axis == 1 ? ny : nx;
+  call.args = canonical.data();
+  call.out = acc;
+  call.out_idx = idx;
+  call.idx_offset = offset;
+  call.mode = KMR_MODE_STATE;
+  g.run_kernel(dtype, call);
+}
+
+// The merge entry is the kernel module's own (KMR_MODE_MERGE*): it holds Red<TA, DIMF> for this
+// formula's dim, which libkmr alone could not instantiate for every dim.
+void Genred::Impl::merge(DType dtype, int mode, std::int64_t rows, const std::vector<const void*>& accs,
+                         const std::vector<const std::int64_t*>& idxs, void* out, std::int64_t* out_idx) const {
+  const auto d = state_dims(red_cpp, formula.dim, k);
+  if (rows < 0) throw Error(ErrorKind::Value, "kmr: negative number of rows");
+  if (accs.empty()) throw Error(ErrorKind::Value, "kmr: no partial state to merge");
+  if (idxs.size() != accs.size() && !(d.second == 0 && idxs.empty()))
+    throw Error(ErrorKind::Value, "kmr: " + std::to_string(accs.size()) + " accumulator arrays but " +
+                                      std::to_string(idxs.size()) + " index arrays");
+  const bool final = mode == KMR_MODE_MERGE_FINAL;
+  const int nvals = final ? out_dim : d.first, nidx = final ? out_idx_dim : d.second;
+  if (rows == 0) return;
+  for (std::size_t s = 0; s < accs.size(); ++s)
+    if ((d.first > 0 && !accs[s]) || (d.second > 0 && !idxs[s]))
+      throw Error(ErrorKind::Value, "kmr: partial state " + std::to_string(s) + " has a null pointer");
+  if ((nvals > 0 && !out) || (nidx > 0 && !out_idx)) throw Error(ErrorKind::Value, "kmr: null output pointer");
+  kmr_kernel_call call{};
+  call.nx = rows;
+  call.out = out;
+  call.out_idx = out_idx;
+  call.mode = mode;
+  call.nstates = static_cast<std::int64_t>(accs.size());
+  call.state_acc = accs.data();
+  call.state_idx = idxs.empty() ? nullptr : idxs.data();
+  run_kernel(dtype, call);
+}
+
+void Genred::merge_states(DType dtype, std::int64_t rows, const std::vector<const void*>& accs,
+                          const std::vector<const std::int64_t*>& idxs, void* acc_out, std::int64_t* idx_out) const {
+  impl_->merge(dtype, KMR_MODE_MERGE, rows, accs, idxs, acc_out, idx_out);
+}
+
+void Genred::finalize_states(DType dtype, std::int64_t rows, const std::vector<const void*>& accs,
+                             const std::vector<const std::int64_t*>& idxs, void* out, std::int64_t* out_idx) const {
+  impl_->merge(dtype, KMR_MODE_MERGE_FINAL, rows, accs, idxs, out, out_idx);
 }
 
 cuda::LaunchRequest Genred::Impl::cuda_request(DType dtype, std::vector<const void*> canonical, std::int64_t nx,
-                                               std::int64_t ny, void* out, int device) const {
+                                               std::int64_t ny, void* out, std::int64_t* out_idx,
+                                               int device) const {
   cuda::LaunchRequest r;
   r.spec = spec(dtype);
   r.what = description + " [" + r.spec.dtype + "]";
@@ -228,26 +321,28 @@ cuda::LaunchRequest Genred::Impl::cuda_request(DType dtype, std::vector<const vo
   r.args = std::move(canonical);
   r.out = out;
   r.out_dim = out_dim;
+  r.out_idx = out_idx;
+  r.out_idx_dim = out_idx_dim;
   r.device = device;
   return r;
 }
 
 void Genred::run_cuda(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
-                      void* out, int device, void* stream) const {
+                      void* out, int device, void* stream, std::int64_t* out_idx) const {
   const Impl& g = *impl_;
   std::vector<const void*> canonical;
-  if (!g.check_call(args, nargs, nx, ny, out, &canonical)) return;
-  cuda::LaunchRequest r = g.cuda_request(dtype, std::move(canonical), nx, ny, out, device);
+  if (!g.check_call(args, nargs, nx, ny, out, out_idx, g.out_dim, g.out_idx_dim, &canonical)) return;
+  cuda::LaunchRequest r = g.cuda_request(dtype, std::move(canonical), nx, ny, out, out_idx, device);
   r.stream = stream;
   cuda::launch(r);
 }
 
 void Genred::run_cuda_host(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
-                           void* out, int device) const {
+                           void* out, int device, std::int64_t* out_idx) const {
   const Impl& g = *impl_;
   std::vector<const void*> canonical;
-  if (!g.check_call(args, nargs, nx, ny, out, &canonical)) return;
-  cuda::launch_host(g.cuda_request(dtype, std::move(canonical), nx, ny, out, device));
+  if (!g.check_call(args, nargs, nx, ny, out, out_idx, g.out_dim, g.out_idx_dim, &canonical)) return;
+  cuda::launch_host(g.cuda_request(dtype, std::move(canonical), nx, ny, out, out_idx, device));
 }
 
 std::string Genred::prepare_cuda(DType dtype, int arch, bool force_nvrtc) const {

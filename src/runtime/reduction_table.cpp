@@ -6,9 +6,8 @@ namespace kmr {
 namespace {
 
 int same(int d, int, long long) { return d; }
-int twice(int d, int, long long) { return 2 * d; }
+int none(int, int, long long) { return 0; }
 int k_times(int d, int, long long k) { return static_cast<int>(k) * d; }
-int two_k_times(int d, int, long long k) { return 2 * static_cast<int>(k) * d; }
 int weights_or_one(int, int d2, long long) { return d2 > 0 ? d2 : 1; }
 int weights(int, int d2, long long) { return d2; }
 
@@ -16,18 +15,18 @@ int weights(int, int d2, long long) { return d2; }
 
 const std::vector<ReductionInfo>& all_reductions() {
   static const std::vector<ReductionInfo> table = {
-      {"Sum", "SumReduction", false, false, false, false, same},
-      {"Max", "MaxReduction", false, false, false, false, same},
-      {"Min", "MinReduction", false, false, false, false, same},
-      {"ArgMax", "ArgMaxReduction", false, false, false, false, same},
-      {"ArgMin", "ArgMinReduction", false, false, false, false, same},
-      {"Max_ArgMax", "Max_ArgMaxReduction", false, false, false, false, twice},
-      {"Min_ArgMin", "Min_ArgMinReduction", false, false, false, false, twice},
-      {"KMin", "KMinReduction", true, false, false, false, k_times},
-      {"ArgKMin", "ArgKMinReduction", true, false, false, false, k_times},
-      {"KMin_ArgKMin", "KMin_ArgKMinReduction", true, false, false, false, two_k_times},
-      {"LogSumExp", "LogSumExpReduction", false, true, true, true, weights_or_one},
-      {"SumSoftMaxWeight", "SumSoftMaxWeightReduction", false, true, false, true, weights},
+      {"Sum", "SumReduction", false, false, false, false, same, none},
+      {"Max", "MaxReduction", false, false, false, false, same, none},
+      {"Min", "MinReduction", false, false, false, false, same, none},
+      {"ArgMax", "ArgMaxReduction", false, false, false, false, none, same},
+      {"ArgMin", "ArgMinReduction", false, false, false, false, none, same},
+      {"Max_ArgMax", "Max_ArgMaxReduction", false, false, false, false, same, same},
+      {"Min_ArgMin", "Min_ArgMinReduction", false, false, false, false, same, same},
+      {"KMin", "KMinReduction", true, false, false, false, k_times, none},
+      {"ArgKMin", "ArgKMinReduction", true, false, false, false, none, k_times},
+      {"KMin_ArgKMin", "KMin_ArgKMinReduction", true, false, false, false, k_times, k_times},
+      {"LogSumExp", "LogSumExpReduction", false, true, true, true, weights_or_one, none},
+      {"SumSoftMaxWeight", "SumSoftMaxWeightReduction", false, true, false, true, weights, none},
   };
   return table;
 }

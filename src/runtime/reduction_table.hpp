@@ -13,7 +13,8 @@ struct ReductionInfo {
   bool weighted;         // formula2 is concatenated to the formula: f = slot 0, weights = the rest
   bool weights_optional; // LogSumExp: formula2 may be absent
   bool scalar_formula;   // the formula must have dim 1 (LogSumExp, SumSoftMaxWeight)
-  int (*out_dim)(int dimf, int dim2, long long k);
+  int (*out_dim)(int dimf, int dim2, long long k);      // values per output row
+  int (*out_idx_dim)(int dimf, int dim2, long long k);  // int64 indices per output row
 };
 
 // Throws kmr::Error naming the known reductions when `name` is unknown.

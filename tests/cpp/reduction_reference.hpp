@@ -30,7 +30,7 @@ inline uint64_t base_seed() {
 }
 
 struct Expected {
-  std::vector<double> val;    // expected output (out_dim values)
+  std::vector<double> val;    // expected output (out_dim values, then out_idx_dim indices)
   std::vector<double> scale;  // 0 or non-finite val: must match exactly; else |out - val| <= tol * scale
 };
 
@@ -112,6 +112,18 @@ inline Expected naive_reduce(const std::string& name, const std::vector<double>&
     ADD_FAILURE() << "no reference for reduction " << name;
   }
   return e;
+}
+
+// The finalized output of one row as one vector: the values, then the int64 indices as T (the
+// references list them so; test sizes keep them exact).
+template <class T, class Red, class TA>
+std::vector<T> finalize_joined(const Red& red, const TA* acc, const long long* idx) {
+  std::vector<T> out(size_t(red.out_dim()) + 1);  // + 1: never an empty vector's null data()
+  std::vector<long long> oi(size_t(red.out_idx_dim()) + 1);
+  red.template finalize<T>(out.data(), oi.data(), acc, idx);
+  out.resize(size_t(red.out_dim()));
+  for (int s = 0; s < red.out_idx_dim(); ++s) out.push_back(T(oi[size_t(s)]));
+  return out;
 }
 
 // Checks out[0..n) against e (n = e.val.size()) with tolerance tol.

@@ -118,13 +118,17 @@ void check_driver(uint64_t seed, int64_t nx, int64_t ny, int K, int threads) {
                " TA=" + (sizeof(TA) == 4 ? "f32" : "f64") + " T=" + (sizeof(T) == 4 ? "f32" : "f64") +
                " scheme=" + std::to_string(SCHEME));
   Args<F, T> a(seed, nx, ny);
-  const int64_t od = Red{K}.out_dim();
+  const int64_t od = Red{K}.out_dim(), oid = Red{K}.out_idx_dim();
   std::vector<T> out(size_t(nx * od), T(12345));
+  std::vector<int64_t> oidx(size_t(nx * oid), 12345);
   auto call = make_call(nx, ny, K, a.ptrs.data(), out.data(), threads);
+  call.out_idx = oidx.data();
   ASSERT_EQ((kmr::run_cpu<F, Red, T, SCHEME>(&call)), kmr::KERNEL_OK);
   for (int64_t i = 0; i < nx && !::testing::Test::HasFailure(); ++i) {
     const Expected e = naive_reduce(Red::NAME, a.row(i, ny), ny, F::DIM, K);
-    expect_matches(out.data() + i * od, e, tol_for<TA, T>(), "row " + std::to_string(i));
+    std::vector<double> row(out.begin() + i * od, out.begin() + (i + 1) * od);  // values, then indices
+    for (int64_t s = 0; s < oid; ++s) row.push_back(double(oidx[size_t(i * oid + s)]));
+    expect_matches(row.data(), e, tol_for<TA, T>(), "row " + std::to_string(i));
   }
 }
 
@@ -240,18 +244,26 @@ TEST(CpuDriver, EmptySizes) {
   Args<F1, float> a(1, 3, 0);
   std::vector<const void*> ptrs = a.ptrs;
   ptrs[1] = ptrs[3] = nullptr;
-  auto run = [&](auto kernel, int K, int od) {
-    std::vector<float> out(size_t(3 * od), 7.0f);
+  // od values then oid indices (as floats) per row, rows one after the other.
+  auto run = [&](auto kernel, int K, int od, int oid = 0) {
+    std::vector<float> out(size_t(3 * od) + 1, 7.0f);
+    std::vector<int64_t> oidx(size_t(3 * oid) + 1, 7);
     auto c = make_call(3, 0, K, ptrs.data(), out.data(), 2);
+    c.out_idx = oidx.data();
     EXPECT_EQ(kernel(&c), 0);
-    return out;
+    std::vector<float> joined;
+    for (int i = 0; i < 3; ++i) {
+      for (int s = 0; s < od; ++s) joined.push_back(out[size_t(i * od + s)]);
+      for (int s = 0; s < oid; ++s) joined.push_back(float(oidx[size_t(i * oid + s)]));
+    }
+    return joined;
   };
   const float finf = std::numeric_limits<float>::infinity();
   EXPECT_EQ(run(kmr::run_cpu<F1, kmr::SumReduction<float, 1>, float>, 0, 1), (std::vector<float>(3, 0.0f)));
   EXPECT_EQ(run(kmr::run_cpu<F1, kmr::MinReduction<float, 1>, float>, 0, 1), (std::vector<float>(3, finf)));
-  EXPECT_EQ(run(kmr::run_cpu<F1, kmr::ArgMaxReduction<float, 1>, float>, 0, 1), (std::vector<float>(3, -1.0f)));
+  EXPECT_EQ(run(kmr::run_cpu<F1, kmr::ArgMaxReduction<float, 1>, float>, 0, 0, 1), (std::vector<float>(3, -1.0f)));
   EXPECT_EQ(run(kmr::run_cpu<F1, kmr::LogSumExpReduction<float, 1>, float>, 0, 1), (std::vector<float>(3, -finf)));
-  EXPECT_EQ(run(kmr::run_cpu<F1, kmr::KMin_ArgKMinReduction<float, 1>, float>, 1, 2),
+  EXPECT_EQ(run(kmr::run_cpu<F1, kmr::KMin_ArgKMinReduction<float, 1>, float>, 1, 1, 1),
             (std::vector<float>{finf, -1, finf, -1, finf, -1}));
 }
 
@@ -260,14 +272,19 @@ TEST(CpuDriver, KBeyondNyAndBadCalls) {
   Args<F1, double> a(2, nx, ny);
   // k > ny: K slots per row, the extra ones +inf / -1, nothing written past the end.
   const int K = 5;
-  std::vector<double> out(size_t(nx * 2 * K) + 8, 99.0);
+  std::vector<double> out(size_t(nx * K) + 8, 99.0);
+  std::vector<int64_t> oidx(size_t(nx * K) + 8, 99);
   auto c = make_call(nx, ny, K, a.ptrs.data(), out.data(), 4);
+  c.out_idx = oidx.data();
   ASSERT_EQ((kmr::run_cpu<F1, kmr::KMin_ArgKMinReduction<double, 1>, double>(&c)), 0);
   for (int64_t i = 0; i < nx; ++i) {
     const Expected e = naive_reduce("KMin_ArgKMin", a.row(i, ny), ny, 1, K);
-    expect_matches(out.data() + i * 2 * K, e, 0, "row " + std::to_string(i));
+    std::vector<double> row(out.begin() + i * K, out.begin() + (i + 1) * K);
+    for (int s = 0; s < K; ++s) row.push_back(double(oidx[size_t(i * K + s)]));
+    expect_matches(row.data(), e, 0, "row " + std::to_string(i));
   }
-  for (size_t s = size_t(nx * 2 * K); s < out.size(); ++s) EXPECT_EQ(out[s], 99.0) << "canary " << s;
+  for (size_t s = size_t(nx * K); s < out.size(); ++s) EXPECT_EQ(out[s], 99.0) << "canary " << s;
+  for (size_t s = size_t(nx * K); s < oidx.size(); ++s) EXPECT_EQ(oidx[s], 99) << "index canary " << s;
 
   using Kern = int (*)(const kmr_kernel_call*);
   Kern kern = kmr::run_cpu<F1, kmr::ArgKMinReduction<double, 1>, double>;
@@ -278,7 +295,13 @@ TEST(CpuDriver, KBeyondNyAndBadCalls) {
   bad.abi_version = KMR_KERNEL_ABI_VERSION + 1;
   EXPECT_EQ(kern(&bad), kmr::KERNEL_BAD_CALL);
   bad = c;
-  bad.out = nullptr;
+  bad.out = nullptr;  // ArgKMin writes no values: no value output needed
+  EXPECT_EQ(kern(&bad), kmr::KERNEL_OK);
+  bad = c;
+  bad.out_idx = nullptr;
+  EXPECT_EQ(kern(&bad), kmr::KERNEL_BAD_CALL);
+  bad = c;
+  bad.mode = 7;
   EXPECT_EQ(kern(&bad), kmr::KERNEL_BAD_CALL);
   bad = c;
   bad.nx = -3;
@@ -305,18 +328,22 @@ TEST(CpuDriver, ThreadCountIndependence) {
   for (Size s : {Size{37, 20000}, Size{300, 700}}) {
     Args<F3, float> a(seed, s.nx, s.ny);
     std::vector<float> ref_k, ref_s;
+    std::vector<int64_t> ref_i;
     for (int threads : {1, 2, 3, 7, 16}) {
       SCOPED_TRACE(trace("independence", seed, s.nx, s.ny, 4, threads));
-      std::vector<float> k(size_t(s.nx * 2 * 4 * 3)), sum(size_t(s.nx * 3));
+      std::vector<float> k(size_t(s.nx * 4 * 3)), sum(size_t(s.nx * 3));
+      std::vector<int64_t> kidx(size_t(s.nx * 4 * 3));
       auto c1 = make_call(s.nx, s.ny, 4, a.ptrs.data(), k.data(), threads);
+      c1.out_idx = kidx.data();
       ASSERT_EQ((kmr::run_cpu<F3, kmr::KMin_ArgKMinReduction<float, 3>, float>(&c1)), 0);
       auto c2 = make_call(s.nx, s.ny, 0, a.ptrs.data(), sum.data(), threads);
       ASSERT_EQ((kmr::run_cpu<F3, kmr::SumReduction<float, 3>, float>(&c2)), 0);
       if (ref_k.empty()) {
-        ref_k = k, ref_s = sum;
+        ref_k = k, ref_s = sum, ref_i = kidx;
         continue;
       }
       EXPECT_EQ(k, ref_k);
+      EXPECT_EQ(kidx, ref_i);
       for (size_t q = 0; q < sum.size(); ++q) EXPECT_NEAR(sum[q], ref_s[q], kTolF32 * s.ny) << q;
     }
   }

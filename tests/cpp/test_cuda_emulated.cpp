@@ -116,7 +116,8 @@ struct Case {
 // Runs F/R on the emulated GPU with the plan of `c`, and with the CPU driver; compares. The CPU driver
 // evaluates packs with xsimd's vector math (an ulp from std::sin), hence kSelect for Min/Max/KMin values.
 template <class F, template <class, int> class Red, class T>
-void check(const Case& c, const char* what, double tol) {
+// state: both write the unfinalized accumulators (KMR_MODE_STATE / state_mode), indices + offset.
+void check(const Case& c, const char* what, double tol, bool state = false, long long offset = 0) {
   using R = Red<T, F::DIM>;
   constexpr kmr::VarTable tab = kmr::var_table<F>();
   std::mt19937 gen(42);
@@ -133,17 +134,22 @@ void check(const Case& c, const char* what, double tol) {
   }
   R red{};
   red.k = int(c.k);
-  const int out_dim = red.out_dim();
+  const int out_dim = state ? red.acc_dim() : red.out_dim();  // R accumulates in T here
+  const int out_idx_dim = state ? red.idx_dim() : red.out_idx_dim();
 
   // CPU oracle
-  std::vector<T> want(std::size_t(c.nx * out_dim));
+  std::vector<T> want(std::size_t(c.nx * out_dim) + 1);
+  std::vector<long long> want_idx(std::size_t(c.nx * out_idx_dim) + 1, -777);
   kmr_kernel_call call{};
+  call.out_idx = reinterpret_cast<int64_t*>(want_idx.data());
   call.abi_version = KMR_KERNEL_ABI_VERSION;
   call.nx = c.nx;
   call.ny = c.ny;
   call.k = c.k;
   call.args = args.data();
   call.out = want.data();
+  call.mode = state ? KMR_MODE_STATE : KMR_MODE_FINAL;
+  call.idx_offset = offset;
   ASSERT_EQ((kmr::run_cpu<F, R, T>(&call)), 0);
 
   // emulated GPU
@@ -163,8 +169,12 @@ void check(const Case& c, const char* what, double tol) {
   ASSERT_TRUE(p.error.empty()) << p.error;
   kmr_cuda_params prm = kmr::cuda::plan_params(s, p);
   for (int q = 0; q < tab.n; ++q) prm.args[q] = args[q];
-  std::vector<T> got(std::size_t(c.nx * out_dim), T(-12345));
+  std::vector<T> got(std::size_t(c.nx * out_dim) + 1, T(-12345));
+  std::vector<long long> got_idx(std::size_t(c.nx * out_idx_dim) + 1, -777);  // the canary of want_idx
   prm.out = got.data();
+  prm.out_idx = got_idx.data();
+  prm.state_mode = state ? 1 : 0;
+  prm.idx_offset = offset;
   const std::size_t rows = p.use_partials ? std::size_t(p.chunks * c.nx) : 0;
   std::vector<T> part_acc(rows * std::size_t(p.acc_slots));
   std::vector<long long> part_idx(rows * std::size_t(p.idx_slots));
@@ -176,7 +186,8 @@ void check(const Case& c, const char* what, double tol) {
   SCOPED_TRACE(::testing::Message() << what << " nx=" << c.nx << " ny=" << c.ny << " block=" << p.block
                                     << " tile=" << p.tile_rows << " chunks=" << p.chunks << " k=" << c.k
                                     << " partials=" << p.use_partials << " acc_in_partials=" << p.acc_in_partials);
-  for (std::size_t e = 0; e < want.size(); ++e) {
+  EXPECT_EQ(got_idx, want_idx);  // indices: exact, int64
+  for (std::size_t e = 0; e + 1 < want.size(); ++e) {
     if (std::isnan(double(want[e]))) {
       EXPECT_TRUE(std::isnan(double(got[e]))) << "at " << e;
     } else if (std::isinf(double(want[e]))) {
@@ -247,6 +258,20 @@ TEST(CudaEmulated, LogSumExpFamily) {
     check<kmr::Concat<Scal, Vec>, kmr::LogSumExpWeightReduction, double>(c, "LogSumExp weights", 1e-12);
     check<kmr::Concat<Scal, Vec>, kmr::SumSoftMaxWeightReduction, double>(c, "SumSoftMaxWeight", 1e-12);
   }
+}
+
+// Partial states with global indices (issue 14): the GPU's unfinalized accumulators equal the CPU's.
+TEST(CudaEmulated, StatesWithOffsets) {
+  const long long off = (1LL << 40) + 5;  // past float and double index exactness of a value type
+  for (const Case& c : kCases) {
+    check<Gauss, kmr::SumReduction, double>(c, "Sum state", 1e-12, true, off);
+    check<Vec, kmr::Min_ArgMinReduction, double>(c, "Min_ArgMin state", kSelect, true, off);
+    check<Scal, kmr::LogSumExpReduction, double>(c, "LogSumExp state", 1e-12, true, off);
+    check<kmr::Concat<Scal, Vec>, kmr::SumSoftMaxWeightReduction, double>(c, "SumSoftMaxWeight state", 1e-12, true,
+                                                                          off);
+    if (c.k >= 1 && c.k <= c.ny) check<SqD, kmr::KMin_ArgKMinReduction, double>(c, "KMin_ArgKMin state", kSelect, true, off);
+  }
+  check<SqD, kmr::ArgKMinReduction, double>({9, 3000, 16, 8, 50}, "ArgKMin big K state", kSelect, true, off);
 }
 
 TEST(CudaEmulated, PlanShapes) {

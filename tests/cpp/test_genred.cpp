@@ -11,6 +11,7 @@
 #include "cpu/isa.hpp"
 #include "kmr/reduction/reduction.hpp"
 #include "kmr/runtime/genred.hpp"
+#include "reduction_reference.hpp"
 
 namespace {
 
@@ -123,9 +124,12 @@ TEST_F(GenredTest, ArgKMinPrecompiled) {
   kmr::GenredOptions opt;
   opt.opt_arg = K;
   kmr::Genred knn("SqDist(X,Y)", {"X = Vi(2)", "Y = Vj(2)"}, "ArgKMin", 1, opt);
-  ASSERT_EQ(knn.out_dim(), K);
-  std::vector<double> out(nx * K);
-  knn.run<double>({x.data(), y.data()}, nx, ny, out.data());
+  ASSERT_EQ(knn.out_dim(), 0);
+  ASSERT_EQ(knn.out_idx_dim(), K);
+  std::vector<int64_t> out(nx * K);
+  knn.run<double>({x.data(), y.data()}, nx, ny, nullptr, out.data());
+  std::vector<double> unused;
+  EXPECT_THROW(knn.run<double>({x.data(), y.data()}, nx, ny, unused.data()), kmr::Error);  // no index output
   for (int i = 0; i < nx; ++i) {
     std::vector<std::pair<double, int>> d;
     for (int j = 0; j < ny; ++j) {
@@ -195,13 +199,14 @@ TEST_F(GenredTest, EveryIsaVariantMatches) {
   const float g = 0.5f;
   std::vector<double> x(xf.begin(), xf.end()), y(yf.begin(), yf.end()), b(bf.begin(), bf.end());
   const std::vector<double> ref = naive_gauss(g, x, y, b, 3, 1);
-  std::vector<float> ref_knn;
+  std::vector<int64_t> ref_knn;
   std::vector<std::vector<float>> sums;
   for (int level = machine; level >= 0; --level) {
     SCOPED_TRACE(kmr::cpu::isa_level_name(level));
     kmr::cpu::set_isa_cap(level);
     ASSERT_EQ(kmr::cpu::isa_level(), level);
-    std::vector<float> out(nx), idx(nx * 4);
+    std::vector<float> out(nx);
+    std::vector<int64_t> idx(nx * 4);
     conv.run<float>({&g, xf.data(), yf.data(), bf.data()}, nx, ny, out.data());
     std::vector<double> got(out.begin(), out.end());
     EXPECT_LT(max_rel_err(ref, got.data()), kTolF32);
@@ -209,7 +214,7 @@ TEST_F(GenredTest, EveryIsaVariantMatches) {
     // outputs would mean that a variant ran another one's code.
     for (const auto& s : sums) EXPECT_NE(s, out) << "two instruction sets gave bitwise equal sums";
     sums.push_back(out);
-    knn.run<float>({xf.data(), yf.data()}, nx, ny, idx.data());
+    knn.run<float>({xf.data(), yf.data()}, nx, ny, nullptr, idx.data());
     if (ref_knn.empty()) ref_knn = idx;
     EXPECT_EQ(idx, ref_knn);
   }
@@ -225,12 +230,11 @@ TEST_F(GenredTest, EveryIsaVariantMatches) {
 template <class Red>
 std::vector<float> scalar_reduce(int K, const std::vector<float>& f) {
   Red red{K};
-  std::vector<float> acc(red.acc_dim()), out(red.out_dim());
+  std::vector<float> acc(red.acc_dim());
   std::vector<long long> idx(red.idx_dim());
   red.init(acc.data(), idx.data());
   for (std::size_t j = 0; j < f.size(); ++j) red.accumulate(acc.data(), idx.data(), &f[j], (long long)j);
-  red.finalize(out.data(), acc.data(), idx.data());
-  return out;
+  return kmr_test::finalize_joined<float>(red, acc.data(), idx.data());
 }
 
 void expect_same(const std::vector<float>& want, const std::vector<float>& got, const std::string& what) {
@@ -283,12 +287,16 @@ TEST(GenredPackReducers, EdgeCasesEveryIsa) {
       for (std::size_t j = 0; j < y.size(); ++j) y2[j] = y[j] * y[j];
       const float x[2] = {0.0f, 0.0f};
       auto run = [&](kmr::Genred& r, std::vector<const void*> args) {
-        std::vector<float> out(std::size_t(2 * r.out_dim()));
-        r.run(kmr::DType::Float32, args.data(), args.size(), 2, ny, out.data());
-        for (int s = 0; s < r.out_dim(); ++s)  // both rows alike
-          EXPECT_TRUE(out[s] == out[r.out_dim() + s] || (std::isnan(out[s]) && std::isnan(out[r.out_dim() + s])))
-              << what;
-        return std::vector<float>(out.begin(), out.begin() + r.out_dim());
+        const int od = r.out_dim(), oid = r.out_idx_dim();
+        std::vector<float> out(std::size_t(2 * od) + 1);
+        std::vector<int64_t> oidx(std::size_t(2 * oid) + 1);
+        r.run(kmr::DType::Float32, args.data(), args.size(), 2, ny, out.data(), oidx.data());
+        for (int s = 0; s < od; ++s)  // both rows alike
+          EXPECT_TRUE(out[s] == out[od + s] || (std::isnan(out[s]) && std::isnan(out[od + s]))) << what;
+        for (int s = 0; s < oid; ++s) EXPECT_EQ(oidx[s], oidx[oid + s]) << what;
+        std::vector<float> joined(out.begin(), out.begin() + od);  // values, then indices
+        for (int s = 0; s < oid; ++s) joined.push_back(float(oidx[s]));
+        return joined;
       };
       if (c < cases.size() - 3) {  // the KMin family sorts y^2
         expect_same(scalar_reduce<kmr::ArgMinReduction<float, 1>>(0, y2), run(amin, {x, y.data()}), what + " ArgMin");

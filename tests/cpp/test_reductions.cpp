@@ -48,9 +48,7 @@ std::vector<T> reduce_seq(const Red& red, const std::vector<T>& f, int64_t M, in
   std::vector<long long> idx(red.idx_dim());
   red.init(acc.data(), idx.data());
   for (int64_t j = 0; j < M; ++j) red.accumulate(acc.data(), idx.data(), f.data() + j * DIMF, j);
-  std::vector<T> out(red.out_dim());
-  red.finalize(out.data(), acc.data(), idx.data());
-  return out;
+  return finalize_joined<T>(red, acc.data(), idx.data());
 }
 
 // Split [0, M) at random cuts (empty pieces allowed), reduce each piece into a
@@ -76,9 +74,7 @@ std::vector<T> reduce_split(const Red& red, const std::vector<T>& f, int64_t M, 
   std::vector<long long> idx(red.idx_dim());
   red.init(acc.data(), idx.data());
   for (size_t p : order) red.merge(acc.data(), idx.data(), accs[p].data(), idxs[p].data());
-  std::vector<T> out(red.out_dim());
-  red.finalize(out.data(), acc.data(), idx.data());
-  return out;
+  return finalize_joined<T>(red, acc.data(), idx.data());
 }
 
 template <template <class, int> class R, class TA, class T, int DIMF>
@@ -92,7 +88,7 @@ void check_naive(uint64_t seed, int64_t M, int K, Data kind) {
   const auto f = make_data<T>(seed, M, DIMF, kind, weights);
   const Expected e = naive_reduce(name, to_double(f), M, DIMF, K);
   Red red{K};
-  ASSERT_EQ(size_t(red.out_dim()), e.val.size());
+  ASSERT_EQ(size_t(red.out_dim() + red.out_idx_dim()), e.val.size());
   const auto seq = reduce_seq<Red, TA>(red, f, M, DIMF);
   expect_matches(seq.data(), e, tol_for<TA, T>(), "sequential");
   const auto split = reduce_split<Red, TA>(red, f, M, DIMF, seed + 1);
@@ -156,8 +152,13 @@ TEST(Reductions, NamesAndAggregateInit) {
   EXPECT_EQ(r.k, 5);
   EXPECT_EQ(r.acc_dim(), 15);
   EXPECT_EQ(r.idx_dim(), 15);
-  EXPECT_EQ(r.out_dim(), 30);
-  EXPECT_EQ((kmr::Max_ArgMaxReduction<float, 3>{0}.out_dim()), 6);
+  EXPECT_EQ(r.out_dim(), 15);
+  EXPECT_EQ(r.out_idx_dim(), 15);
+  EXPECT_EQ((kmr::Max_ArgMaxReduction<float, 3>{0}.out_dim()), 3);
+  EXPECT_EQ((kmr::Max_ArgMaxReduction<float, 3>{0}.out_idx_dim()), 3);
+  EXPECT_EQ((kmr::ArgKMinReduction<float, 3>{4}.out_dim()), 0);
+  EXPECT_EQ((kmr::ArgKMinReduction<float, 3>{4}.out_idx_dim()), 12);
+  EXPECT_EQ((kmr::SumReduction<float, 3>{0}.out_idx_dim()), 0);
   EXPECT_EQ((kmr::SumSoftMaxWeightReduction<float, 4>{0}.out_dim()), 3);
   EXPECT_EQ((kmr::LogSumExpWeightReduction<float, 4>{0}.out_dim()), 3);
 }

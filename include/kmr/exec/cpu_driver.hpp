@@ -123,15 +123,30 @@ struct CpuRun {
 
   Red red;
   const T* args[L::NV1];
-  T* out;
+  T* out;              // FINAL: [nx, out_dim]; STATE: the accumulators, [nx, acc_dim] of TA
+  long long* out_idx;  // FINAL: [nx, out_idx_dim]; STATE: [nx, idx_dim]
+  long long idx_offset;
+  bool state_mode;
   int64_t nx, ny;
-  int64_t acc_dim, idx_dim, out_dim;
+  int64_t acc_dim, idx_dim, out_dim, out_idx_dim;
   int64_t rows_per_tile, jchunks, j_per_chunk, chunk_rows, tile_j;
   const T* yt;          // j-variables transposed: component c of row j at yt[c * ystride + j], zero padded
   int64_t ystride;      // a multiple of LN
   TA* part_acc;         // [jchunks][nx][acc_dim] when jchunks > 1
   long long* part_idx;  // [jchunks][nx][idx_dim]
   std::atomic<int> failed{0};
+
+  // Row i's accumulator is complete: writes it finalized, or as a state (indices made global either way).
+  void emit(int64_t i, TA* a, long long* ix) const {
+    red::shift_indices(ix, int(idx_dim), idx_offset);
+    if (state_mode) {
+      TA* sa = reinterpret_cast<TA*>(out) + i * acc_dim;
+      for (int64_t s = 0; s < acc_dim; ++s) sa[s] = a[s];
+      for (int64_t s = 0; s < idx_dim; ++s) out_idx[i * idx_dim + s] = ix[s];
+    } else {
+      red.template finalize<T>(out + i * out_dim, out_idx + i * out_idx_dim, a, ix);
+    }
+  }
 
   // One pack of j (from j; lanes l < nvalid hold real j, the last pack of the range may have fewer)
   // against the GG rows of iv: evaluates F on it and feeds each row's state. The formula is
@@ -228,11 +243,11 @@ struct CpuRun {
       if constexpr (RANGE_STATES)
         for (int64_t r = 0; r < nr; ++r) pr.flush(states[r], rows[r].acc, rows[r].idx, j0);
       for (int64_t r = 0; r < nr; ++r) {
-        const TA* a = rows[r].acc;
-        const long long* ix = rows[r].idx;
+        TA* a = rows[r].acc;
+        long long* ix = rows[r].idx;
         const int64_t i = c0 + r;
         if (jchunks == 1) {
-          red.template finalize<T>(out + i * out_dim, a, ix);
+          emit(i, a, ix);
         } else {
           const int64_t slot = chunk * nx + i;
           for (int64_t s = 0; s < acc_dim; ++s) part_acc[slot * acc_dim + s] = a[s];
@@ -253,6 +268,48 @@ struct CpuRun {
   }
 };
 
+// KMR_MODE_MERGE / MERGE_FINAL: per row, state 0 merged with states 1, 2... in order by the
+// reduction's own merge (the one the threads use), then written as a state or finalized.
+template <class Red, class T>
+int merge_states(const kmr_kernel_call* call, const Red& red) {
+  using TA = typename RedTraits<Red>::acc_type;
+  const int64_t ad = red.acc_dim(), id = red.idx_dim();
+  const bool final = call->mode == KMR_MODE_MERGE_FINAL;
+  const int64_t nvals = final ? red.out_dim() : ad, nidx = final ? red.out_idx_dim() : id;
+  if (call->nstates < 1 || !call->state_acc || (id > 0 && !call->state_idx)) return KERNEL_BAD_CALL;
+  if ((nvals > 0 && !call->out) || (nidx > 0 && !call->out_idx)) return KERNEL_BAD_CALL;
+  for (int64_t s = 0; s < call->nstates; ++s)
+    if ((ad > 0 && !call->state_acc[s]) || (id > 0 && !call->state_idx[s])) return KERNEL_BAD_CALL;
+  try {
+    std::vector<TA> acc(std::size_t(ad > 0 ? ad : 1));
+    std::vector<long long> idx(std::size_t(id > 0 ? id : 1));
+    T* out = static_cast<T*>(call->out);
+    long long* out_idx = reinterpret_cast<long long*>(call->out_idx);
+    for (int64_t i = 0; i < call->nx; ++i) {
+      for (int64_t s = 0; s < call->nstates; ++s) {
+        const TA* sa = static_cast<const TA*>(call->state_acc[s]) + i * ad;
+        const long long* si = id > 0 ? reinterpret_cast<const long long*>(call->state_idx[s]) + i * id : nullptr;
+        if (s == 0) {
+          for (int64_t q = 0; q < ad; ++q) acc[q] = sa[q];
+          for (int64_t q = 0; q < id; ++q) idx[q] = si[q];
+        } else {
+          red.merge(acc.data(), idx.data(), sa, si);
+        }
+      }
+      if (final) {
+        red.template finalize<T>(out + i * nvals, out_idx + i * nidx, acc.data(), idx.data());
+      } else {
+        TA* oa = reinterpret_cast<TA*>(out) + i * ad;
+        for (int64_t q = 0; q < ad; ++q) oa[q] = acc[q];
+        for (int64_t q = 0; q < id; ++q) out_idx[i * id + q] = idx[q];
+      }
+    }
+  } catch (...) {
+    return KERNEL_FAILED;
+  }
+  return KERNEL_OK;
+}
+
 template <class F, class Red, class T, int SCHEME, class A>
 int run_cpu_impl(const kmr_kernel_call* call) {
   using L = Layout<F>;
@@ -262,18 +319,33 @@ int run_cpu_impl(const kmr_kernel_call* call) {
 
   if (!call || call->abi_version != KMR_KERNEL_ABI_VERSION) return KERNEL_BAD_CALL;
   if (call->nx < 0 || call->ny < 0 || call->k < 0 || call->k > 0x7fffffff) return KERNEL_BAD_CALL;
+  if (call->mode < KMR_MODE_FINAL || call->mode > KMR_MODE_DIMS) return KERNEL_BAD_CALL;
+  Red red{};
+  red.k = static_cast<int>(call->k);
+  if (call->mode == KMR_MODE_DIMS) {
+    if (!call->out_idx) return KERNEL_BAD_CALL;
+    const int64_t dims[5] = {red.acc_dim(), red.idx_dim(), red.out_dim(), red.out_idx_dim(), int64_t(sizeof(TA))};
+    for (int q = 0; q < 5; ++q) call->out_idx[q] = dims[q];
+    return KERNEL_OK;
+  }
   if (call->nx == 0) return KERNEL_OK;
+  if (call->mode == KMR_MODE_MERGE || call->mode == KMR_MODE_MERGE_FINAL) return merge_states<Red, T>(call, red);
 
   Run run;
-  run.red = Red{};
-  run.red.k = static_cast<int>(call->k);
+  run.red = red;
   run.nx = call->nx;
   run.ny = call->ny;
   run.acc_dim = run.red.acc_dim();
   run.idx_dim = run.red.idx_dim();
   run.out_dim = run.red.out_dim();
+  run.out_idx_dim = run.red.out_idx_dim();
+  run.state_mode = call->mode == KMR_MODE_STATE;
+  run.idx_offset = call->idx_offset;
   run.out = static_cast<T*>(call->out);
-  if (run.out_dim > 0 && !run.out) return KERNEL_BAD_CALL;
+  run.out_idx = reinterpret_cast<long long*>(call->out_idx);
+  const int64_t nvals = run.state_mode ? run.acc_dim : run.out_dim;
+  const int64_t nidx = run.state_mode ? run.idx_dim : run.out_idx_dim;
+  if ((nvals > 0 && !run.out) || (nidx > 0 && !run.out_idx)) return KERNEL_BAD_CALL;
   if (L::NV > 0 && !call->args) return KERNEL_BAD_CALL;
   for (int p = 0; p < L::NV; ++p) {
     run.args[p] = static_cast<const T*>(call->args[p]);
@@ -356,7 +428,7 @@ int run_cpu_impl(const kmr_kernel_call* call) {
           const int64_t slot = c * run.nx + i;
           run.red.merge(a, ix, run.part_acc + slot * run.acc_dim, run.part_idx + slot * run.idx_dim);
         }
-        run.red.template finalize<T>(run.out + i * run.out_dim, a, ix);
+        run.emit(i, a, ix);
       }
     }
   } catch (...) {

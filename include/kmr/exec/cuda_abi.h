@@ -9,7 +9,7 @@
 #ifndef KMR_EXEC_CUDA_ABI_H
 #define KMR_EXEC_CUDA_ABI_H
 
-#define KMR_CUDA_ABI_VERSION 1
+#define KMR_CUDA_ABI_VERSION 2
 #define KMR_CUDA_MAX_ARGS 64      /* = VarTable::MAX_VARS */
 #define KMR_CUDA_MAX_BLOCK 256    /* threads per block the kernels are built for */
 #define KMR_CUDA_KMIN_LOCAL 32    /* KMin-like reductions keep K <= this per thread; above, in partials */
@@ -24,7 +24,7 @@ extern "C" {
 
 typedef struct kmr_cuda_params {
   const void* args[KMR_CUDA_MAX_ARGS]; /* canonical order, device pointers, row-major */
-  void* out;                           /* [nx, out_dim] */
+  void* out;                           /* [nx, out_dim] values (state_mode: accumulators) */
   void* part_acc;                      /* [chunks][nx][acc_dim] accumulators (TA), or null */
   long long* part_idx;                 /* [chunks][nx][idx_dim] indices, or null */
   long long nx;                        /* rows of the output (i) */
@@ -35,6 +35,10 @@ typedef struct kmr_cuda_params {
   int chunks;                          /* gridDim.y of the map-reduce */
   int use_partials;                    /* 1: accumulators go to part_*, the merge kernel finalizes */
   int acc_in_partials;                 /* 1: accumulate in part_* directly (KMin with K > KMR_CUDA_KMIN_LOCAL) */
+  /* ABI 2 */
+  int state_mode;                      /* 1: write the unfinalized state: out [nx, acc_dim] (TA), out_idx [nx, idx_dim] */
+  long long* out_idx;                  /* [nx, out_idx_dim] int64 indices of Arg* reductions (-1: none), or null */
+  long long idx_offset;                /* added to every index written (global index of j = 0) */
 } kmr_cuda_params;
 
 #ifdef __cplusplus

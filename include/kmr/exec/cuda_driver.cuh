@@ -131,6 +131,20 @@ __device__ KMR_INLINE void load_tile(T* tile, const kmr_cuda_params& prm, long l
   });
 }
 
+// Row i's accumulator is complete: writes it finalized, or as a state (indices made global either way).
+template <class Red, class T, class TA>
+__device__ KMR_INLINE void emit_row(const kmr_cuda_params& prm, const Red& red, long long i, TA* acc, long long* idx) {
+  red::shift_indices(idx, red.idx_dim(), prm.idx_offset);
+  if (prm.state_mode) {
+    TA* sa = static_cast<TA*>(prm.out) + i * red.acc_dim();
+    for (int s = 0; s < red.acc_dim(); ++s) sa[s] = acc[s];
+    for (int s = 0; s < red.idx_dim(); ++s) prm.out_idx[i * red.idx_dim() + s] = idx[s];
+  } else {
+    red.template finalize<T>(static_cast<T*>(prm.out) + i * red.out_dim(), prm.out_idx + i * red.out_idx_dim(), acc,
+                             idx);
+  }
+}
+
 // The map-reduce. Shared memory: tile_rows * TileRow<F, T>::stride values of T.
 template <class F, class Red, class T, int SCHEME>
 __device__ KMR_INLINE void map_reduce(const kmr_cuda_params& prm) {
@@ -226,7 +240,7 @@ __device__ KMR_INLINE void map_reduce(const kmr_cuda_params& prm) {
   if constexpr (BLOCK) red.merge(acc, idx, sacc, sidx);
 
   if (!prm.use_partials) {
-    red.template finalize<T>(static_cast<T*>(prm.out) + i * red.out_dim(), acc, idx);
+    emit_row<Red, T>(prm, red, i, acc, idx);
   } else if (!prm.acc_in_partials) {
     TA* pa = static_cast<TA*>(prm.part_acc) + slot * red.acc_dim();
     for (int s = 0; s < red.acc_dim(); ++s) pa[s] = acc[s];
@@ -253,7 +267,7 @@ __device__ KMR_INLINE void merge_rows(const kmr_cuda_params& prm) {
     const long long s = static_cast<long long>(c) * prm.nx + i;
     red.merge(a, ix, part + s * ad, id > 0 ? prm.part_idx + s * id : prm.part_idx);
   }
-  red.template finalize<T>(static_cast<T*>(prm.out) + i * red.out_dim(), a, ix);
+  emit_row<Red, T>(prm, red, i, a, ix);
 }
 
 }  // namespace cuda_detail

@@ -9,7 +9,14 @@
 extern "C" {
 #endif
 
-#define KMR_KERNEL_ABI_VERSION 1
+#define KMR_KERNEL_ABI_VERSION 2
+
+/* What a call computes (kmr_kernel_call::mode). */
+#define KMR_MODE_FINAL 0       /* the finalized output: out [nx, out_dim] (T), out_idx [nx, out_idx_dim] */
+#define KMR_MODE_STATE 1       /* the unfinalized accumulators: out [nx, acc_dim] (accumulator type), out_idx [nx, idx_dim] */
+#define KMR_MODE_MERGE 2       /* merges nstates states in order (no formula evaluated), writes a state as STATE */
+#define KMR_MODE_MERGE_FINAL 3 /* merges nstates states in order and writes the finalized output as FINAL */
+#define KMR_MODE_DIMS 4        /* writes acc_dim, idx_dim, out_dim, out_idx_dim, sizeof(accumulator) to out_idx[0..4] */
 
 /* Runs task(ctx, t) for t in [0, ntasks), possibly on several threads; returns when all are done. */
 typedef void (*kmr_parallel_for_fn)(void* pool, int64_t ntasks, void (*task)(void* ctx, int64_t t), void* ctx);
@@ -24,6 +31,13 @@ typedef struct kmr_kernel_call {
   kmr_parallel_for_fn parallel_for;
   void* pool;
   int num_threads;            /* threads parallel_for may use (tiling hint) */
+  /* ABI 2: indices as int64 (never through T), partial states */
+  int64_t* out_idx;                /* indices (Arg* reductions, -1: none), see mode; null when there are none */
+  int64_t idx_offset;              /* added to every index written by FINAL and STATE (global index of j = 0) */
+  int mode;                        /* KMR_MODE_* */
+  int64_t nstates;                 /* MERGE*: number of input states (>= 1) */
+  const void* const* state_acc;    /* MERGE*: nstates arrays [nx, acc_dim] of the accumulator type */
+  const int64_t* const* state_idx; /* MERGE*: nstates arrays [nx, idx_dim] (may be null when idx_dim = 0) */
 } kmr_kernel_call;
 
 /* Returns 0 on success. */

@@ -61,10 +61,15 @@ KMR_HOST_DEVICE KMR_INLINE bool kmin_before(TA a, long long ia, TA b, long long 
   return ia < ib;
 }
 
-// An index as an output value (indices are written as T values, -1 for none).
-template <class T>
-KMR_HOST_DEVICE KMR_INLINE T index_value(long long i) {
-  return i == NO_INDEX ? T(-1) : T(i);
+// An index as an output (int64, its own output array: exact past 2^24): -1 for none.
+KMR_HOST_DEVICE KMR_INLINE long long index_out(long long i) { return i == NO_INDEX ? -1LL : i; }
+
+// Adds `offset` to the n indices of a finished accumulator (indices of a chunk of j made
+// global); empty slots stay NO_INDEX.
+KMR_HOST_DEVICE KMR_INLINE void shift_indices(long long* idx, int n, long long offset) {
+  if (offset == 0) return;
+  for (int s = 0; s < n; ++s)
+    if (idx[s] != NO_INDEX) idx[s] += offset;
 }
 
 }  // namespace red

@@ -15,7 +15,9 @@ struct KMinBase {
   KMR_HOST_DEVICE int kk() const { return k > 0 ? k : 0; }
   KMR_HOST_DEVICE int acc_dim() const { return kk() * DIMF; }
   KMR_HOST_DEVICE int idx_dim() const { return kk() * DIMF; }
-  KMR_HOST_DEVICE int out_dim() const { return (OUT == OUT_BOTH ? 2 : 1) * kk() * DIMF; }
+  // Values to out, indices to out_idx (int64), each [K][DIMF].
+  KMR_HOST_DEVICE int out_dim() const { return OUT == OUT_INDICES ? 0 : kk() * DIMF; }
+  KMR_HOST_DEVICE int out_idx_dim() const { return OUT == OUT_VALUES ? 0 : kk() * DIMF; }
   KMR_HOST_DEVICE void init(TA* acc, long long* idx) const {
     for (int s = 0; s < kk() * DIMF; ++s) {
       acc[s] = inf<TA>();
@@ -45,17 +47,11 @@ struct KMinBase {
         if (!insert(acc, idx, d, acc2[r * DIMF + d], idx2[r * DIMF + d])) break;
   }
   template <class T>
-  KMR_HOST_DEVICE void finalize(T* out, const TA* acc, const long long* idx) const {
+  KMR_HOST_DEVICE void finalize(T* out, long long* out_idx, const TA* acc, const long long* idx) const {
     const int n = kk() * DIMF;
     for (int s = 0; s < n; ++s) {
-      if constexpr (OUT == OUT_VALUES) {
-        out[s] = static_cast<T>(acc[s]);
-      } else if constexpr (OUT == OUT_INDICES) {
-        out[s] = index_value<T>(idx[s]);
-      } else {
-        out[s] = static_cast<T>(acc[s]);
-        out[n + s] = index_value<T>(idx[s]);
-      }
+      if constexpr (OUT != OUT_INDICES) out[s] = static_cast<T>(acc[s]);
+      if constexpr (OUT != OUT_VALUES) out_idx[s] = index_out(idx[s]);
     }
   }
 };
@@ -67,12 +63,12 @@ template <class TA, int DIMF>
 struct KMinReduction : red::KMinBase<TA, DIMF, red::OUT_VALUES> {
   static constexpr const char* NAME = "KMin";
 };
-// a_i[r][d] = index j of the r-th smallest f_ij[d] (as a T value)
+// a_i[r][d] = index j of the r-th smallest f_ij[d] (int64, to out_idx)
 template <class TA, int DIMF>
 struct ArgKMinReduction : red::KMinBase<TA, DIMF, red::OUT_INDICES> {
   static constexpr const char* NAME = "ArgKMin";
 };
-// a_i = [KMin (K*DIMF values), ArgKMin (K*DIMF indices)]
+// a_i = KMin (K*DIMF values, out), ArgKMin (K*DIMF indices, out_idx)
 template <class TA, int DIMF>
 struct KMin_ArgKMinReduction : red::KMinBase<TA, DIMF, red::OUT_BOTH> {
   static constexpr const char* NAME = "KMin_ArgKMin";

@@ -61,6 +61,7 @@ struct LogSumExpReduction {
   KMR_HOST_DEVICE int acc_dim() const { return 2; }
   KMR_HOST_DEVICE int idx_dim() const { return 0; }
   KMR_HOST_DEVICE int out_dim() const { return 1; }
+  KMR_HOST_DEVICE int out_idx_dim() const { return 0; }
   KMR_HOST_DEVICE void init(TA* acc, long long*) const { red::lse_init(acc, 1); }
   template <class T>
   KMR_HOST_DEVICE void accumulate(TA* acc, long long*, const T* f, long long) const {
@@ -71,7 +72,7 @@ struct LogSumExpReduction {
     red::lse_merge(acc, 1, acc2);
   }
   template <class T>
-  KMR_HOST_DEVICE void finalize(T* out, const TA* acc, const long long*) const {
+  KMR_HOST_DEVICE void finalize(T* out, long long*, const TA* acc, const long long*) const {
     out[0] = static_cast<T>(acc[0] + vlog(acc[1]));
   }
 };
@@ -86,6 +87,7 @@ struct LogSumExpWeightReduction {
   KMR_HOST_DEVICE int acc_dim() const { return 1 + D; }
   KMR_HOST_DEVICE int idx_dim() const { return 0; }
   KMR_HOST_DEVICE int out_dim() const { return D; }
+  KMR_HOST_DEVICE int out_idx_dim() const { return 0; }
   KMR_HOST_DEVICE void init(TA* acc, long long*) const { red::lse_init(acc, D); }
   template <class T>
   KMR_HOST_DEVICE void accumulate(TA* acc, long long*, const T* f, long long) const {
@@ -97,7 +99,7 @@ struct LogSumExpWeightReduction {
     red::lse_merge(acc, D, acc2);
   }
   template <class T>
-  KMR_HOST_DEVICE void finalize(T* out, const TA* acc, const long long*) const {
+  KMR_HOST_DEVICE void finalize(T* out, long long*, const TA* acc, const long long*) const {
     for (int q = 0; q < D; ++q) out[q] = static_cast<T>(acc[0] + vlog(acc[1 + q]));
   }
 };
@@ -113,6 +115,7 @@ struct SumSoftMaxWeightReduction {
   KMR_HOST_DEVICE int acc_dim() const { return 2 + D; }  // m, denominator, numerators
   KMR_HOST_DEVICE int idx_dim() const { return 0; }
   KMR_HOST_DEVICE int out_dim() const { return D; }
+  KMR_HOST_DEVICE int out_idx_dim() const { return 0; }
   KMR_HOST_DEVICE void init(TA* acc, long long*) const { red::lse_init(acc, 1 + D); }
   template <class T>
   KMR_HOST_DEVICE void accumulate(TA* acc, long long*, const T* f, long long) const {
@@ -125,7 +128,7 @@ struct SumSoftMaxWeightReduction {
     red::lse_merge(acc, 1 + D, acc2);
   }
   template <class T>
-  KMR_HOST_DEVICE void finalize(T* out, const TA* acc, const long long*) const {
+  KMR_HOST_DEVICE void finalize(T* out, long long*, const TA* acc, const long long*) const {
     for (int q = 0; q < D; ++q) out[q] = static_cast<T>(acc[2 + q] / acc[1]);
   }
 };

@@ -16,7 +16,9 @@ struct MinMax {
   static constexpr bool HAS_IDX = OUT != OUT_VALUES;
   KMR_HOST_DEVICE int acc_dim() const { return DIMF; }
   KMR_HOST_DEVICE int idx_dim() const { return HAS_IDX ? DIMF : 0; }
-  KMR_HOST_DEVICE int out_dim() const { return OUT == OUT_BOTH ? 2 * DIMF : DIMF; }
+  // Values to out (Min, Max and the values of Min_ArgMin...), indices to out_idx (int64).
+  KMR_HOST_DEVICE int out_dim() const { return OUT == OUT_INDICES ? 0 : DIMF; }
+  KMR_HOST_DEVICE int out_idx_dim() const { return HAS_IDX ? DIMF : 0; }
   KMR_HOST_DEVICE static bool before(TA a, long long ia, TA b, long long ib) {
     return IS_MAX ? max_before(a, ia, b, ib) : min_before(a, ia, b, ib);
   }
@@ -55,16 +57,10 @@ struct MinMax {
     }
   }
   template <class T>
-  KMR_HOST_DEVICE void finalize(T* out, const TA* acc, const long long* idx) const {
+  KMR_HOST_DEVICE void finalize(T* out, long long* out_idx, const TA* acc, const long long* idx) const {
     for (int d = 0; d < DIMF; ++d) {
-      if constexpr (OUT == OUT_VALUES) {
-        out[d] = static_cast<T>(acc[d]);
-      } else if constexpr (OUT == OUT_INDICES) {
-        out[d] = index_value<T>(idx[d]);
-      } else {
-        out[d] = static_cast<T>(acc[d]);
-        out[DIMF + d] = index_value<T>(idx[d]);
-      }
+      if constexpr (OUT != OUT_INDICES) out[d] = static_cast<T>(acc[d]);
+      if constexpr (HAS_IDX) out_idx[d] = index_out(idx[d]);
     }
   }
 };
@@ -81,22 +77,22 @@ template <class TA, int DIMF>
 struct MaxReduction : red::MinMax<TA, DIMF, true, red::OUT_VALUES> {
   static constexpr const char* NAME = "Max";
 };
-// a_i = argmin_j f_ij (as a T value)
+// a_i = argmin_j f_ij (int64, to out_idx)
 template <class TA, int DIMF>
 struct ArgMinReduction : red::MinMax<TA, DIMF, false, red::OUT_INDICES> {
   static constexpr const char* NAME = "ArgMin";
 };
-// a_i = argmax_j f_ij (as a T value)
+// a_i = argmax_j f_ij (int64, to out_idx)
 template <class TA, int DIMF>
 struct ArgMaxReduction : red::MinMax<TA, DIMF, true, red::OUT_INDICES> {
   static constexpr const char* NAME = "ArgMax";
 };
-// a_i = [min_j f_ij, argmin_j f_ij]  (out_dim 2*DIMF)
+// a_i = min_j f_ij (out), argmin_j f_ij (out_idx)
 template <class TA, int DIMF>
 struct Min_ArgMinReduction : red::MinMax<TA, DIMF, false, red::OUT_BOTH> {
   static constexpr const char* NAME = "Min_ArgMin";
 };
-// a_i = [max_j f_ij, argmax_j f_ij]  (out_dim 2*DIMF)
+// a_i = max_j f_ij (out), argmax_j f_ij (out_idx)
 template <class TA, int DIMF>
 struct Max_ArgMaxReduction : red::MinMax<TA, DIMF, true, red::OUT_BOTH> {
   static constexpr const char* NAME = "Max_ArgMax";

@@ -12,6 +12,7 @@ struct SumReduction {
   KMR_HOST_DEVICE int acc_dim() const { return DIMF; }
   KMR_HOST_DEVICE int idx_dim() const { return 0; }
   KMR_HOST_DEVICE int out_dim() const { return DIMF; }
+  KMR_HOST_DEVICE int out_idx_dim() const { return 0; }
   KMR_HOST_DEVICE void init(TA* acc, long long*) const {
     for (int d = 0; d < DIMF; ++d) acc[d] = TA(0);
   }
@@ -23,7 +24,7 @@ struct SumReduction {
     for (int d = 0; d < DIMF; ++d) acc[d] += acc2[d];
   }
   template <class T>
-  KMR_HOST_DEVICE void finalize(T* out, const TA* acc, const long long*) const {
+  KMR_HOST_DEVICE void finalize(T* out, long long*, const TA* acc, const long long*) const {
     for (int d = 0; d < DIMF; ++d) out[d] = static_cast<T>(acc[d]);
   }
 };
@@ -36,6 +37,7 @@ struct SumKahanReduction {
   KMR_HOST_DEVICE int acc_dim() const { return 2 * DIMF; }
   KMR_HOST_DEVICE int idx_dim() const { return 0; }
   KMR_HOST_DEVICE int out_dim() const { return DIMF; }
+  KMR_HOST_DEVICE int out_idx_dim() const { return 0; }
   KMR_HOST_DEVICE void init(TA* acc, long long*) const {
     for (int d = 0; d < 2 * DIMF; ++d) acc[d] = TA(0);
   }
@@ -59,7 +61,7 @@ struct SumKahanReduction {
     }
   }
   template <class T>
-  KMR_HOST_DEVICE void finalize(T* out, const TA* acc, const long long*) const {
+  KMR_HOST_DEVICE void finalize(T* out, long long*, const TA* acc, const long long*) const {
     for (int d = 0; d < DIMF; ++d) out[d] = static_cast<T>(acc[d] - acc[DIMF + d]);
   }
 };

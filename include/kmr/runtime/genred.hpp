@@ -39,23 +39,47 @@ class Genred {
   Genred(Genred&&) noexcept;
   Genred& operator=(Genred&&) noexcept;
 
-  int out_dim() const;
+  int out_dim() const;      // values per output row (0 for ArgMin, ArgMax, ArgKMin)
+  int out_idx_dim() const;  // int64 indices per output row (Arg*, *_Arg*), else 0
   int axis() const;
   const std::vector<ArgInfo>& args() const;  // one per user argument, in the user's order
   const std::string& key() const;            // canonical key of the evaluated formula
   bool is_precompiled(DType dtype) const;    // true when no compilation is needed
 
   // args[k] is the user's argument k (contiguous, row-major); i-variables have nx rows,
-  // j-variables ny rows. out has (axis == 1 ? nx : ny) rows of out_dim() values.
-  void run(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
-           void* out) const;
+  // j-variables ny rows. out has (axis == 1 ? nx : ny) rows of out_dim() values, out_idx as many
+  // rows of out_idx_dim() int64 indices (-1: none; needed, and only used, when out_idx_dim() > 0).
+  void run(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny, void* out,
+           std::int64_t* out_idx = nullptr) const;
 
   template <class T>
-  void run(const std::vector<const T*>& args, std::int64_t nx, std::int64_t ny, T* out) const {
+  void run(const std::vector<const T*>& args, std::int64_t nx, std::int64_t ny, T* out,
+           std::int64_t* out_idx = nullptr) const {
     static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value, "float or double");
     std::vector<const void*> p(args.begin(), args.end());
-    run(std::is_same<T, float>::value ? DType::Float32 : DType::Float64, p.data(), p.size(), nx, ny, out);
+    run(std::is_same<T, float>::value ? DType::Float32 : DType::Float64, p.data(), p.size(), nx, ny, out, out_idx);
   }
+
+  // Partial states (the reductions' unfinalized accumulators, include/kmr/reduction): one row per
+  // output row, acc_dim values of acc_dtype and idx_dim int64 indices, global indices.
+  struct StateLayout {
+    int acc_dim;
+    int idx_dim;
+    DType acc_dtype;  // dtype_acc of the options ("auto": the data type)
+  };
+  StateLayout state_layout(DType dtype) const;
+  // Like run, but writes each row's state: acc [rows, acc_dim], idx [rows, idx_dim]. `offset` is
+  // the global index of the first reduced row passed (j for axis 1, i for axis 0): it is added
+  // to every index, so that states of different chunks merge with global indices.
+  void run_state(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
+                 void* acc, std::int64_t* idx, std::int64_t offset = 0) const;
+  // Merges n states of `rows` rows each (accs[s]: [rows, acc_dim], idxs[s]: [rows, idx_dim], may be
+  // null when idx_dim = 0) with the reduction's own merge, in order (ties: smaller global index).
+  // merge_states writes the merged state; finalize_states writes the finalized output as run does.
+  void merge_states(DType dtype, std::int64_t rows, const std::vector<const void*>& accs,
+                    const std::vector<const std::int64_t*>& idxs, void* acc_out, std::int64_t* idx_out) const;
+  void finalize_states(DType dtype, std::int64_t rows, const std::vector<const void*>& accs,
+                       const std::vector<const std::int64_t*>& idxs, void* out, std::int64_t* out_idx) const;
 
   // Compiles (or finds) the kernel now; returns the path of the module or "precompiled".
   std::string prepare(DType dtype) const;
@@ -63,11 +87,12 @@ class Genred {
   // CUDA (kmr/runtime/cuda.hpp). args and out are device memory of GPU `device`,
   // the kernel is queued on `stream` (a CUstream of the device's primary context;
   // null: the default stream) and the call returns without waiting for it.
+  // out_idx: device memory too, as in run.
   void run_cuda(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny, void* out,
-                int device, void* stream) const;
+                int device, void* stream, std::int64_t* out_idx = nullptr) const;
   // Same on host memory: copies the arguments to GPU `device`, runs, copies the output back.
   void run_cuda_host(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
-                     void* out, int device) const;
+                     void* out, int device, std::int64_t* out_idx = nullptr) const;
   // The CUDA kernel for compute capability `arch` (e.g. 90), without a GPU: "precompiled"
   // when the embedded fatbins hold it, else NVRTC compiles it into the cache (unless
   // `force_nvrtc` is false and it is precompiled) and the path of the cubin (or PTX) is returned.

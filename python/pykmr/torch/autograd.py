@@ -35,18 +35,20 @@ from pykmr.common import CATS, to_all_i
 
 
 class GenredFunction(torch.autograd.Function):
-    """forward(routine, device, nx, ny, *args) -> libkmr's raw output [rows, out_dim]."""
+    """forward(routine, device, nx, ny, *args) -> (values [rows, out_dim], int64 indices [rows, out_idx_dim]);
+    the indices are constants (not differentiable), and for Min/Max/KMin they are those of the values."""
 
     @staticmethod
     def forward(ctx, routine, device, nx, ny, *args):
         kind = routine._core.red.kind
         vals, idx = routine.forward_raw(args, nx, ny, device, indices=kind == "select")
         ctx.routine = routine
+        ctx.mark_non_differentiable(idx)
         ctx.save_for_backward(*args, vals, idx)
-        return vals
+        return vals, idx
 
     @staticmethod
-    def backward(ctx, grad_out):
+    def backward(ctx, grad_out, _grad_idx):
         *args, out, idx = ctx.saved_tensors
         needs = ctx.needs_input_grad[4:]
         grads = input_grads(ctx.routine, args, out, idx, grad_out, needs)
@@ -118,17 +120,14 @@ def _selected_grads(routine, args, out, idx, grad_out, needs):
     """Gradients of Min/Max/KMin values through the selected indices (see the module's doc)."""
     core = routine._core
     d, kd = core.dim_f, core.k * core.dim_f
-    if core.red.kind == "both":
-        grad_vals, idx = grad_out[:, :kd], out[:, kd:]
-    else:
-        grad_vals = grad_out
+    grad_vals = grad_out  # the values' gradient; idx: their int64 indices, global row numbers
     n = grad_vals.shape[0]
     other = 1 - core.own_cat
     m = next((a.shape[0] for a, (cat, _) in zip(args, core.args) if cat == other), 1)
     if m == 0 or n == 0:  # nothing selected (values are +-inf) or no output row
         return [torch.zeros_like(a) if need else None for a, need in zip(args, needs)]
     grad_vals = grad_vals.reshape(n, kd)
-    idx = idx.detach().reshape(n, kd).long()
+    idx = idx.detach().reshape(n, kd)
     valid = idx >= 0
     if not bool(valid.all()):
         grad_vals, idx = grad_vals * valid, idx.clamp(min=0)

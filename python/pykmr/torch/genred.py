@@ -8,14 +8,18 @@ import torch
 
 from pykmr.common import (
     CPU,
+    ArrayOps,
     Device,
     GenredCore,
+    PartialState,
     PicklableRoutine,
     check_call_options,
     check_out_shapes,
     keops_options_to_dtype_acc,
     launch,
+    merge_partial,
     postprocess,
+    run_partial,
 )
 
 
@@ -71,10 +75,10 @@ class Genred(PicklableRoutine):
             if out is not None:
                 raise RuntimeError("pykmr: out= does not support automatic differentiation, but an argument "
                                    "requires grad")
-            raw = GenredFunction.apply(self, device, nx, ny, *tensors)
+            vals, idx = GenredFunction.apply(self, device, nx, ny, *tensors)
         else:
-            raw = self.forward_raw(tensors, nx, ny, device)[0]
-        result = postprocess(raw, core, lambda a: a.long())
+            vals, idx = self.forward_raw(tensors, nx, ny, device)
+        result = postprocess(vals, idx, core)
         if back_to_cpu:
             result = tuple(r.cpu() for r in result) if isinstance(result, tuple) else result.cpu()
         if out is None:
@@ -85,8 +89,9 @@ class Genred(PicklableRoutine):
         return out
 
     def forward_raw(self, tensors, nx, ny, device, indices=False):
-        """Runs the kernel: libkmr's raw output [rows, out_dim], and the indices ([rows, K*D] floats) of
-        Min/Max/KMin-like reductions when `indices` (None otherwise)."""
+        """Runs the kernel: the values [rows, out_dim] (the data dtype) and the int64 indices
+        [rows, out_idx_dim] of Arg* reductions, or, when `indices`, of the values of Min/Max/KMin (the
+        companion Min_ArgMin... is run instead; [rows, 0] for reductions without indices)."""
         core = run = self._core
         if indices and core.red.kind == "select":
             if self._companion is None:
@@ -94,14 +99,63 @@ class Genred(PicklableRoutine):
                                              core.opt_arg, core.formula2, core.dtype_acc, core.sum_scheme)
             run = self._companion
         ref = tensors[0] if tensors else torch.empty(0)
-        raw = torch.empty((core.out_rows(nx, ny), run.out_dim), dtype=ref.dtype, device=ref.device)
+        rows = core.out_rows(nx, ny)
+        vals = torch.empty((rows, run.out_dim), dtype=ref.dtype, device=ref.device)
+        idx = torch.empty((rows, run.out_idx_dim), dtype=torch.int64, device=ref.device)
         dtype = str(ref.dtype).replace("torch.", "")
-        launch(run, dtype, [t.data_ptr() for t in tensors], nx, ny, raw.data_ptr(), device)
-        if run is not core:
-            return raw[:, : core.out_dim].contiguous(), raw[:, core.out_dim:]
-        if indices and core.red.kind == "both":
-            return raw, raw[:, core.out_dim // 2:]
-        return raw, None
+        launch(run, dtype, [t.data_ptr() for t in tensors], nx, ny, vals.data_ptr(), device,
+               idx_ptr=idx.data_ptr())
+        return vals, idx
+
+
+    # ----------------------------------------------------------------------------------------------------
+    def partial(self, *args, offset=0) -> PartialState:
+        """The unfinalized state of this reduction over the reduced rows passed (CPU tensors, as for a
+        call), with indices made global: `offset` is the global index of the first reduced row passed
+        (j for axis=1, i for axis=0). Merge the states of the slices of an axis with merge(), then
+        finalize() gives routine(*args) on the whole axis (no autograd through states). See
+        pykmr.common.PartialState for the layout.
+
+        Raises TypeError/ValueError as a call does, ValueError for a negative or non-integer offset, and
+        NotImplementedError for CUDA tensors (partial states run on the CPU). No pykeops equivalent.
+        """
+        core = self._core
+        with torch.no_grad():
+            tensors = _convert(core, args)
+            for p, t in enumerate(tensors):
+                if t.device.type != "cpu":
+                    raise NotImplementedError(f"pykmr: partial states are computed on the CPU, but "
+                                              f"{core.labels[p]} is on {t.device}; pass CPU tensors")
+            nx, ny = core.check_shapes([t.shape for t in tensors])
+            tensors = [t.detach().reshape(-1) if cat == 2 else t.detach()
+                       for t, (cat, _) in zip(tensors, core.args)]
+            dtype = str(tensors[0].dtype).replace("torch.", "") if tensors else "float32"
+            return run_partial(core, _OPS, dtype, [t.data_ptr() for t in tensors], nx, ny, offset)
+
+    def merge(self, states) -> PartialState:
+        """Merges a list of PartialState of this routine (same rows) with the reduction's own merge. The
+        result does not depend on the order or grouping of the merges beyond float round-off (Arg*: ties
+        go to the smaller global index). Raises TypeError/ValueError for states of another routine,
+        dtype or number of rows, or an empty list."""
+        return merge_partial(self._core, _OPS, states, finalize=False)
+
+    def finalize(self, state: PartialState):
+        """The result of routine(*args) from the merged state of all the reduced rows: same shapes and
+        dtypes as a direct call (int64 indices for Arg*), CPU tensors."""
+        if not isinstance(state, PartialState):
+            raise TypeError(f"pykmr: finalize takes a PartialState, got {type(state).__name__}")
+        vals, idx = merge_partial(self._core, _OPS, [state], finalize=True)
+        return postprocess(vals, idx, self._core)
+
+
+def _is_cpu_tensor(a):
+    return isinstance(a, torch.Tensor) and a.device.type == "cpu"
+
+
+_OPS = ArrayOps(empty=lambda shape, dt: torch.empty(shape, dtype=getattr(torch, dt)),
+                ptr=lambda t: t.data_ptr(), contiguous=lambda t: t.detach().contiguous(),
+                dtype_name=lambda t: str(t.dtype).replace("torch.", ""), is_array=_is_cpu_tensor,
+                kind="CPU torch tensors")
 
 
 def _convert(core, args):
