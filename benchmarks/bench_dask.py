@@ -77,7 +77,7 @@ def main():
     for w in args.workers:
         env = {"KMR_NUM_THREADS": "1"}
         with LocalCluster(n_workers=w, threads_per_worker=1, processes=True, dashboard_address=None,
-                          worker_kwargs={"env": env}) as cluster, Client(cluster) as client:  # fmt: skip
+                          env=env) as cluster, Client(cluster) as client:  # fmt: skip
             for case in args.cases:
                 f, aliases, red, k = CASES[case]
                 routine = Genred(f, aliases, red, axis=1, opt_arg=k)

@@ -120,7 +120,7 @@ def main():
 
     env = {"KMR_NUM_THREADS": "1"}
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      worker_kwargs={"env": env}) as cluster, Client(cluster) as client:  # fmt: skip
+                      env=env) as cluster, Client(cluster) as client:  # fmt: skip
         x = client.persist(da.from_array(x_np, chunks=(chunk, 3)))  # the data lives on the workers now
         b = client.persist(da.from_array(b_np, chunks=(chunk, 1)))
         print(f"N = {n} points, chunks of {chunk} rows, {args.workers} workers")

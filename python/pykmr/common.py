@@ -559,8 +559,8 @@ def _checked_states(core: GenredCore, ops: ArrayOps, states, what):
             raise ValueError(f"pykmr: {what}: state {n} is {st.dtype} but state 0 is {first.dtype}")
         for name, a, dim, dt in (("acc", st.acc, acc_dim, acc_dtype), ("idx", st.idx, idx_dim, "int64")):
             if not ops.is_array(a):
-                raise TypeError(f"pykmr: {what}: state {n}'s {name} is a {type(a).__name__}; this front end's "
-                                f"states hold {ops.kind}")
+                raise TypeError(f"pykmr: {what}: state {n}'s {name} is a {type(a).__name__}; this front "
+                                f"end's states hold {ops.kind}")
             if tuple(a.shape) != (first.rows, dim) or ops.dtype_name(a) != dt:
                 raise ValueError(f"pykmr: {what}: state {n}'s {name} has shape {tuple(a.shape)} and dtype "
                                  f"{ops.dtype_name(a)}, expected ({first.rows}, {dim}) and {dt}")
@@ -581,10 +581,10 @@ def merge_partial(core: GenredCore, ops: ArrayOps, states, finalize: bool):
         out = ops.empty((rows, core.out_dim), first.dtype)
         out_idx = ops.empty((rows, core.out_idx_dim), "int64")
     else:
-        out, out_idx = ops.empty(tuple(first.acc.shape), ops.dtype_name(first.acc)), ops.empty(
-            tuple(first.idx.shape), "int64")
-    core.kernel.merge_states(first.dtype, rows, [ops.ptr(a) for a, _ in arrays], [ops.ptr(i) for _, i in arrays],
-                             ops.ptr(out), ops.ptr(out_idx), finalize)
+        out = ops.empty(tuple(first.acc.shape), ops.dtype_name(first.acc))
+        out_idx = ops.empty(tuple(first.idx.shape), "int64")
+    accs, idxs = [ops.ptr(a) for a, _ in arrays], [ops.ptr(i) for _, i in arrays]
+    core.kernel.merge_states(first.dtype, rows, accs, idxs, ops.ptr(out), ops.ptr(out_idx), finalize)
     return (out, out_idx) if finalize else PartialState(core.state_key, first.dtype, out, out_idx)
 
 

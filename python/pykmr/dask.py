@@ -162,7 +162,9 @@ class Genred:
             name="pykmr-merge",
         )
         # The outputs' trailing shapes and dtypes: postprocess of an empty raw output (runs nothing).
-        specimen = postprocess(np.empty((0, core.out_dim), dtype=dtype), core, lambda a: a.astype(np.int64))
+        specimen = postprocess(
+            np.empty((0, core.out_dim), dtype=dtype), np.empty((0, core.out_idx_dim), np.int64), core
+        )
         parts = specimen if isinstance(specimen, tuple) else (specimen,)
         outs = []
         for k, s in enumerate(parts):

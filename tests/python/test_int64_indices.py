@@ -4,11 +4,10 @@ axes, and the Min/KMin gradients that gather and scatter with them. 1-D problems
 70 MB per array) keep the memory modest."""
 
 import numpy as np
-import pytest
-import torch
-
 import pykmr.numpy as pknp
 import pykmr.torch as pk
+import pytest
+import torch
 
 M = 17_000_000
 HIT = 16_777_219  # 2^24 + 3: float32 rounds it to 16777220

@@ -6,11 +6,10 @@ within float round-off. States pickle."""
 import pickle
 
 import numpy as np
-import pytest
-import torch
-
 import pykmr.numpy as pknp
 import pykmr.torch as pk
+import pytest
+import torch
 from pykmr.common import PartialState
 
 # (reduction, formula, formula2, K): one formula per family, vector-valued (dim 2) where the reduction allows.
@@ -37,7 +36,9 @@ CUTS = [0, 0, 5, 6, 200, 201, 613]  # uneven chunks of the reduced axis, one emp
 
 
 def make(front, red, formula, formula2, k, axis):
-    aliases = ["X = Vi(2)", "Y = Vj(2)", "B = Vj(2)"] if axis == 1 else ["X = Vj(2)", "Y = Vi(2)", "B = Vi(2)"]
+    aliases = (
+        ["X = Vi(2)", "Y = Vj(2)", "B = Vj(2)"] if axis == 1 else ["X = Vj(2)", "Y = Vi(2)", "B = Vi(2)"]
+    )
     return front.Genred(formula, aliases, reduction_op=red, axis=axis, opt_arg=k, formula2=formula2)
 
 
@@ -58,7 +59,7 @@ def tree_merge(routine, states):
     """Pairs merged in reverse order, then the pairs' results, then the rest: another grouping and order."""
     states = states[::-1]
     while len(states) > 1:
-        states = [routine.merge(states[i:i + 2]) for i in range(0, len(states), 2)]
+        states = [routine.merge(states[i : i + 2]) for i in range(0, len(states), 2)]
     return states[0]
 
 
@@ -134,8 +135,13 @@ def test_state_layout_and_pickle(front):
     rest = routine.partial(x, y[:100], b[:100])
     check_same("Min_ArgMin", routine.finalize(routine.merge([back, rest])), routine(x, y, b), "float32")
     # dtype_acc float64: the accumulators are float64, the result float32 as a direct call.
-    r64 = front.Genred("Exp(-SqDist(X,Y))*B", ["X = Vi(2)", "Y = Vj(2)", "B = Vj(2)"], reduction_op="Sum",
-                       axis=1, dtype_acc="float64")
+    r64 = front.Genred(
+        "Exp(-SqDist(X,Y))*B",
+        ["X = Vi(2)", "Y = Vj(2)", "B = Vj(2)"],
+        reduction_op="Sum",
+        axis=1,
+        dtype_acc="float64",
+    )
     st = r64.partial(x, y, b)
     assert str(st.acc.dtype).endswith("float64")
     out = r64.finalize(st)

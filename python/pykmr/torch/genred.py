@@ -185,7 +185,8 @@ class Genred(PicklableRoutine):
                     raise NotImplementedError(f"pykmr: partial states are computed on the CPU, but "
                                               f"{core.labels[p]} is on {t.device}; pass CPU tensors")
             nx, ny = core.check_shapes([t.shape for t in tensors])
-            tensors = [t.detach().reshape(-1) if cat == 2 else t.detach() for t, (cat, _) in zip(tensors, core.args)]
+            tensors = [t.detach().reshape(-1) if cat == 2 else t.detach()
+                       for t, (cat, _) in zip(tensors, core.args)]
             dtype = str(tensors[0].dtype).replace("torch.", "") if tensors else "float32"
             return run_partial(core, _OPS, dtype, [t.data_ptr() for t in tensors], nx, ny, offset)
 
@@ -209,8 +210,8 @@ def _is_cpu_tensor(a):
     return isinstance(a, torch.Tensor) and a.device.type == "cpu"
 
 
-_OPS = ArrayOps(empty=lambda shape, dt: torch.empty(shape, dtype=getattr(torch, dt)), ptr=lambda t: t.data_ptr(),
-                contiguous=lambda t: t.detach().contiguous(),
+_OPS = ArrayOps(empty=lambda shape, dt: torch.empty(shape, dtype=getattr(torch, dt)),
+                ptr=lambda t: t.data_ptr(), contiguous=lambda t: t.detach().contiguous(),
                 dtype_name=lambda t: str(t.dtype).replace("torch.", ""), is_array=_is_cpu_tensor,
                 kind="CPU torch tensors")
 
