@@ -1,0 +1,58 @@
+"""Client-library tests: each library's KeOps code path runs unchanged on pykmr.
+
+The `keops_is_pykmr` fixture makes `import pykeops` (and pykeops.torch, pykeops.torch.cluster,
+pykeops.numpy, pykeops.numpy.cluster) give pykmr's modules, then re-imports the client libraries so that
+their module-level `from pykeops.torch import LazyTensor` binds pykmr's; afterwards sys.modules is put back.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+
+# The client packages whose modules bind pykeops names at import time.
+CLIENTS = ("pykeops", "keopscore", "geomloss", "gpytorch", "torchdr", "ot", "gudhi", "deformetrica")
+
+
+def _is_client(name):
+    return any(name == c or name.startswith(c + ".") for c in CLIENTS)
+
+
+@pytest.fixture
+def keops_is_pykmr():
+    import pykmr
+    import pykmr.numpy
+    import pykmr.numpy.cluster
+    import pykmr.torch
+    import pykmr.torch.cluster
+
+    saved = {k: v for k, v in sys.modules.items() if _is_client(k)}
+    for k in saved:
+        del sys.modules[k]
+    sys.modules.update({
+        "pykeops": pykmr,
+        "pykeops.torch": pykmr.torch,
+        "pykeops.torch.cluster": pykmr.torch.cluster,
+        "pykeops.numpy": pykmr.numpy,
+        "pykeops.numpy.cluster": pykmr.numpy.cluster,
+    })
+    importlib.invalidate_caches()
+    try:
+        yield pykmr
+    finally:
+        for k in [k for k in sys.modules if _is_client(k)]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+
+
+def close(a, b, rtol, what):
+    """max |a - b| <= rtol * max(|b|, 1), as float64."""
+    import torch
+
+    a, b = (torch.as_tensor(t).detach().double() for t in (a, b))
+    assert a.shape == b.shape, f"{what}: shape {tuple(a.shape)} vs {tuple(b.shape)}"
+    scale = max(b.abs().max().item(), 1.0)
+    err = (a - b).abs().max().item()
+    assert err <= rtol * scale, f"{what}: max error {err:.3g} > {rtol:.1g} * {scale:.3g}"
