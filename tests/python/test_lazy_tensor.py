@@ -235,7 +235,7 @@ def test_gaussian_lazytensor_compiles_nothing():
     g = torch.tensor([2.0])
     from pykmr.lazy_tensor import Reduced
 
-    for k in ((-d2 * g).exp(), (-g * d2).exp(), (-2.0 * d2).exp(), (d2 * -2.0).exp()):
+    for k in ((-d2 * g).exp(), (d2 * g).__neg__().exp(), (-2.0 * d2).exp(), (d2 * -2.0).exp()):
         red = Reduced(k * LazyTensor(b[None, :, :]), "Sum", 1, None, None, {})
         gen = _kmr.Genred(red.formula, red.aliases, "Sum", 1, 0, "", "auto", "auto")
         assert gen.is_precompiled("float32"), (red.formula, red.aliases)
