@@ -17,7 +17,7 @@ __all__ += ["cmake_prefix_path"]
 
 
 def set_verbose(verbose: bool) -> None:
-    """pykeops.set_verbose: False silences the JIT's compile log lines (as KMR_QUIET=1), True restores them."""
+    """pykeops.set_verbose: False silences the compile log lines (as KMR_QUIET=1), True restores them."""
     import os
 
     os.environ["KMR_QUIET"] = "0" if verbose else "1"

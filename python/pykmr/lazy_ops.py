@@ -22,7 +22,6 @@ import math
 import numbers
 
 
-
 def _is_num(x, val=None):
     ok = isinstance(x, numbers.Real) and not isinstance(x, bool)
     return ok and (val is None or x == val)
@@ -104,7 +103,7 @@ class LazyOps:
         return self._op("Powf", other)
 
     def power(self, other):
-        return self ** other
+        return self**other
 
     def __or__(self, other):
         """(x | y): the scalar product of the vector entries."""
@@ -214,11 +213,11 @@ class LazyOps:
         """Round half away from zero to d decimals (KeOps's Round)."""
         if isinstance(d, bool) or not isinstance(d, int):
             raise TypeError(f"pykmr: round(d): d must be an integer, got {d!r}")
-        x = self * (10.0 ** d) if d else self
+        x = self * (10.0**d) if d else self
         a = abs(x)
         f = a.floor()
         r = x.sign() * (f + (a - f - 0.5).step())
-        return r / (10.0 ** d) if d else r
+        return r / (10.0**d) if d else r
 
     # --- vector ops ---------------------------------------------------------------------------------
     def sqnorm2(self):
@@ -270,8 +269,10 @@ class LazyOps:
         if isinstance(key, slice):
             start, stop, step = key.indices(self.ndim)
             if step != 1 or stop <= start:
-                raise IndexError(f"pykmr: slice {key} of a LazyTensor of dim {self.ndim}: need step 1 and "
-                                 "a non-empty range")
+                raise IndexError(
+                    f"pykmr: slice {key} of a LazyTensor of dim {self.ndim}: need step 1 and "
+                    "a non-empty range"
+                )
             return self.extract(start, stop - start)
         raise IndexError(f"pykmr: cannot index a LazyTensor with {key!r}")
 
@@ -317,8 +318,10 @@ class LazyOps:
         """The gradient of <self, gradin> with respect to the variable `other` (a LazyTensor leaf)."""
         other, gradin = self._wrap(other), self._wrap(gradin)
         if other._node.var is None:
-            raise ValueError("pykmr: grad(other, gradin): `other` must be a variable (a LazyTensor made from "
-                             "a tensor or Vi/Vj/Pm), not a formula")
+            raise ValueError(
+                "pykmr: grad(other, gradin): `other` must be a variable (a LazyTensor made from "
+                "a tensor or Vi/Vj/Pm), not a formula"
+            )
         if gradin.ndim != self.ndim:
             raise ValueError(f"pykmr: grad: gradin has dim {gradin.ndim} but the formula has dim {self.ndim}")
         return self._op("Grad", other, gradin)
@@ -342,4 +345,3 @@ def _strict_keep(best, e, is_max):
     # e wins iff e < best (min) or e > best (max); Sign(...) in {-1, 0, 1}: keep = -ReLU(sign of e winning)
     s = (best - e).sign() if not is_max else (e - best).sign()
     return -(s.relu())
-

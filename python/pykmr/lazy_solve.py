@@ -47,8 +47,9 @@ class KernelSolveBase:
 
     _genred = None  # the front end's Genred class
 
-    def __init__(self, formula, aliases, varinvalias, axis=0, dtype_acc="auto", sum_scheme="auto",
-                 **keops_options):
+    def __init__(
+        self, formula, aliases, varinvalias, axis=0, dtype_acc="auto", sum_scheme="auto", **keops_options
+    ):
         pos = None
         for k, text in enumerate(aliases):
             a = parse_alias(text)
@@ -56,17 +57,29 @@ class KernelSolveBase:
                 pos = k if a.pos is None else a.pos
                 cat = a.cat
         if pos is None:
-            raise ValueError(f"pykmr: KernelSolve: varinvalias '{varinvalias}' is not one of the aliases "
-                             f"{list(aliases)}")
+            raise ValueError(
+                f"pykmr: KernelSolve: varinvalias '{varinvalias}' is not one of the aliases {list(aliases)}"
+            )
         if cat != (1 if axis == 1 else 0):
-            raise ValueError(f"pykmr: KernelSolve: '{varinvalias}' must be a {'Vj' if axis == 1 else 'Vi'} "
-                             f"variable for axis={axis} (the reduced index)")
+            raise ValueError(
+                f"pykmr: KernelSolve: '{varinvalias}' must be a {'Vj' if axis == 1 else 'Vi'} "
+                f"variable for axis={axis} (the reduced index)"
+            )
         self.varpos = pos
-        self.routine = self._genred(formula, list(aliases), reduction_op="Sum", axis=axis, dtype_acc=dtype_acc,
-                                    sum_scheme=sum_scheme, **keops_options)
+        self.routine = self._genred(
+            formula,
+            list(aliases),
+            reduction_op="Sum",
+            axis=axis,
+            dtype_acc=dtype_acc,
+            sum_scheme=sum_scheme,
+            **keops_options,
+        )
         if self.routine._core.out_dim != self.routine._core.args[pos][1]:
-            raise ValueError("pykmr: KernelSolve: the formula's dim must equal the variable's dim "
-                             f"({self.routine._core.out_dim} vs {self.routine._core.args[pos][1]})")
+            raise ValueError(
+                "pykmr: KernelSolve: the formula's dim must equal the variable's dim "
+                f"({self.routine._core.out_dim} vs {self.routine._core.args[pos][1]})"
+            )
 
     def _matvec(self, args, opts):
         def mv(v):
@@ -89,11 +102,15 @@ def solve(lt, other, var, call, alpha, eps, kwargs):
     """LazyTensor.solve: (alpha Id + K) a = b with K = lt (scalar or of b's dim), b = other (i-indexed)."""
     tools = lt._tools
     if var is not None:
-        raise NotImplementedError("pykmr: solve(var=...) is not supported; K.solve(b) solves for the "
-                                  "j-variable K is multiplied with (KeOps's default)")
+        raise NotImplementedError(
+            "pykmr: solve(var=...) is not supported; K.solve(b) solves for the "
+            "j-variable K is multiplied with (KeOps's default)"
+        )
     if isinstance(other, type(lt)):
         if other._node.var is None or other._node.var.cat != 0 or other._node.var.data is None:
-            raise ValueError("pykmr: solve(b): b must be a LazyTensor made from a tensor indexed by i (Vi(b))")
+            raise ValueError(
+                "pykmr: solve(b): b must be a LazyTensor made from a tensor indexed by i (Vi(b))"
+            )
         b = other._node.var.data
     elif tools.is_array(other):
         b = other
@@ -109,8 +126,9 @@ def solve(lt, other, var, call, alpha, eps, kwargs):
     if lt.ndim not in (1, b.shape[1]):
         raise ValueError(f"pykmr: solve: K has dim {lt.ndim}, expected 1 or b's dim {b.shape[1]}")
     unknown_v = type(lt)(b, axis=1)  # placeholder j-variable for a
-    red = (lt * unknown_v)._reduce("Sum", 1, call=False, **{k: v for k, v in kwargs.items()
-                                                             if k in ("dtype_acc", "sum_scheme")})
+    red = (lt * unknown_v)._reduce(
+        "Sum", 1, call=False, **{k: v for k, v in kwargs.items() if k in ("dtype_acc", "sum_scheme")}
+    )
     pos = next(k for k, v in enumerate(red.vars) if v is unknown_v._node.var)
     args = [tools.constant(v.data, b) if isinstance(v.data, tuple) else v.data for v in red.vars]
     aliases = red.aliases

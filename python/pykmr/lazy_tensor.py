@@ -19,8 +19,20 @@ import numbers
 from pykmr import lazy_tree as T
 from pykmr.lazy_ops import LazyOps
 
-_REDUCTION_OPTIONS = {"backend", "device_id", "dtype_acc", "sum_scheme", "use_double_acc", "enable_chunks",
-                      "ranges", "dtype", "cuda_type", "optional_flags", "use_fast_math", "rec_multVar_highdim"}
+_REDUCTION_OPTIONS = {
+    "backend",
+    "device_id",
+    "dtype_acc",
+    "sum_scheme",
+    "use_double_acc",
+    "enable_chunks",
+    "ranges",
+    "dtype",
+    "cuda_type",
+    "optional_flags",
+    "use_fast_math",
+    "rec_multVar_highdim",
+}
 
 
 class GenericLazyTensor(LazyOps):
@@ -68,8 +80,10 @@ class GenericLazyTensor(LazyOps):
             self._node = T.Node("Var", var=T.Var(2, len(x), tuple(float(v) for v in x)))
             return
         if not tools.is_array(x):
-            raise TypeError(f"pykmr: LazyTensor takes a {tools.arrayname}, a number, a list of numbers or a "
-                            f"triplet (ind, dim, cat), got {type(x).__name__}")
+            raise TypeError(
+                f"pykmr: LazyTensor takes a {tools.arrayname}, a number, a list of numbers or a "
+                f"triplet (ind, dim, cat), got {type(x).__name__}"
+            )
         self._dtype = tools.dtypename(x)
         shape = tuple(x.shape)
         if len(shape) == 0:
@@ -86,12 +100,15 @@ class GenericLazyTensor(LazyOps):
             elif shape[-2] == 1:
                 x, axis = x.reshape(shape[:-3] + (shape[-3], shape[-1])), 0
             else:
-                raise ValueError(f"pykmr: a 3D+ LazyTensor needs shape (..., N, 1, D), (..., 1, M, D) or "
-                                 f"(..., 1, 1, D), got {shape}")
+                raise ValueError(
+                    f"pykmr: a 3D+ LazyTensor needs shape (..., N, 1, D), (..., 1, M, D) or "
+                    f"(..., 1, 1, D), got {shape}"
+                )
         if len(x.shape) >= 2 and axis != 2:
             if axis not in (0, 1):
-                raise ValueError("pykmr: a 2D array needs axis=0 (indexed by i) or axis=1 (by j), got "
-                                 f"axis={axis!r}")
+                raise ValueError(
+                    f"pykmr: a 2D array needs axis=0 (indexed by i) or axis=1 (by j), got axis={axis!r}"
+                )
             if axis == 0:
                 self.ni = x.shape[-2]
             else:
@@ -116,8 +133,12 @@ class GenericLazyTensor(LazyOps):
                 a, b = getattr(res, attr), getattr(p, attr)
                 if b is not None:
                     if a is not None and a != b:
-                        what = {"ni": "numbers of i-rows", "nj": "numbers of j-rows", "_dtype": "dtypes",
-                                "backend": "backends"}[attr]
+                        what = {
+                            "ni": "numbers of i-rows",
+                            "nj": "numbers of j-rows",
+                            "_dtype": "dtypes",
+                            "backend": "backends",
+                        }[attr]
                         raise ValueError(f"pykmr: LazyTensors with different {what}: {a} and {b}")
                     setattr(res, attr, b)
             if p.ranges is not None:
@@ -214,14 +235,18 @@ class GenericLazyTensor(LazyOps):
         if axis in (-1, nb + 2):
             if allow_vector:
                 return -1
-            raise ValueError(f"pykmr: {name}() over the vector dim is not supported: use dim={nb} (over i) "
-                             f"or dim={nb + 1} (over j)")
+            raise ValueError(
+                f"pykmr: {name}() over the vector dim is not supported: use dim={nb} (over i) "
+                f"or dim={nb + 1} (over j)"
+            )
         if axis in (nb, -3):
             return 0
         if axis in (nb + 1, -2):
             return 1
-        raise ValueError(f"pykmr: {name}(dim={axis}): expected {nb} (over i), {nb + 1} (over j)"
-                         + (" or -1 (the vector dim)" if allow_vector else ""))
+        raise ValueError(
+            f"pykmr: {name}(dim={axis}): expected {nb} (over i), {nb + 1} (over j)"
+            + (" or -1 (the vector dim)" if allow_vector else "")
+        )
 
     def _reduce(self, reduction, axis, opt_arg=None, weight=None, call=True, **kwargs):
         unknown = set(kwargs) - _REDUCTION_OPTIONS
@@ -262,8 +287,9 @@ class GenericLazyTensor(LazyOps):
         """sum_j exp(F_ij) w_j / sum_j exp(F_ij), F scalar."""
         if self.ndim != 1:
             raise ValueError(f"pykmr: sumsoftmaxweight needs a scalar formula, this one has dim {self.ndim}")
-        return self._reduce("SumSoftMaxWeight", self._axis(axis, dim, "sumsoftmaxweight", False),
-                            weight=weight, **kwargs)
+        return self._reduce(
+            "SumSoftMaxWeight", self._axis(axis, dim, "sumsoftmaxweight", False), weight=weight, **kwargs
+        )
 
     sumsoftmaxweight_reduction = sumsoftmaxweight
 
@@ -318,8 +344,9 @@ class GenericLazyTensor(LazyOps):
         return self._reduce("ArgKMin", self._axis(axis, dim, "argKmin", False), opt_arg=self._k(K), **kwargs)
 
     def Kmin_argKmin(self, K, axis=None, dim=None, **kwargs):
-        return self._reduce("KMin_ArgKMin", self._axis(axis, dim, "Kmin_argKmin", False), opt_arg=self._k(K),
-                            **kwargs)
+        return self._reduce(
+            "KMin_ArgKMin", self._axis(axis, dim, "Kmin_argKmin", False), opt_arg=self._k(K), **kwargs
+        )
 
     Kmin_reduction = Kmin
     argKmin_reduction = argKmin
@@ -385,15 +412,33 @@ class Reduced:
         self.backend = options.get("backend", lt.backend)
 
     def _genred(self):
-        opts = {k: v for k, v in self.options.items() if k in ("dtype_acc", "sum_scheme", "use_double_acc",
-                                                                  "enable_chunks")}
+        opts = {
+            k: v
+            for k, v in self.options.items()
+            if k in ("dtype_acc", "sum_scheme", "use_double_acc", "enable_chunks")
+        }
         tools = self.lt._tools
-        key = (tools.name, self.formula, tuple(self.aliases), self.reduction, self.axis, self.opt_arg,
-               self.formula2, tuple(sorted(opts.items())))
+        key = (
+            tools.name,
+            self.formula,
+            tuple(self.aliases),
+            self.reduction,
+            self.axis,
+            self.opt_arg,
+            self.formula2,
+            tuple(sorted(opts.items())),
+        )
         g = _GENRED_CACHE.get(key)
         if g is None:
-            g = tools.Genred(self.formula, self.aliases, reduction_op=self.reduction, axis=self.axis,
-                             opt_arg=self.opt_arg, formula2=self.formula2, **opts)
+            g = tools.Genred(
+                self.formula,
+                self.aliases,
+                reduction_op=self.reduction,
+                axis=self.axis,
+                opt_arg=self.opt_arg,
+                formula2=self.formula2,
+                **opts,
+            )
             _GENRED_CACHE[key] = g
         return g
 
@@ -401,8 +446,9 @@ class Reduced:
         tools = self.lt._tools
         nsym = sum(1 for v in self.vars if v.data is None)
         if len(args) != nsym:
-            raise TypeError(f"pykmr: this reduction takes {nsym} arguments (its symbolic variables), got "
-                            f"{len(args)}")
+            raise TypeError(
+                f"pykmr: this reduction takes {nsym} arguments (its symbolic variables), got {len(args)}"
+            )
         unknown = set(kwargs) - {"backend", "device_id", "ranges"}
         if unknown:
             raise TypeError(f"pykmr: unexpected keyword arguments {sorted(unknown)}")

@@ -15,8 +15,26 @@ import itertools
 
 # Ops with their arity and dimension rule. "same": the operand's dim; "bcast": elementwise with dim-1
 # broadcasting; "scalar": 1. Others are computed by _dim below.
-_UNARY_SAME = {"Exp", "Log", "Sqrt", "Rsqrt", "Square", "Inv", "Sin", "Cos", "Atan", "Abs", "Sign", "Step",
-               "ReLU", "XLogX", "Floor", "Minus", "Normalize", "Pow"}
+_UNARY_SAME = {
+    "Exp",
+    "Log",
+    "Sqrt",
+    "Rsqrt",
+    "Square",
+    "Inv",
+    "Sin",
+    "Cos",
+    "Atan",
+    "Abs",
+    "Sign",
+    "Step",
+    "ReLU",
+    "XLogX",
+    "Floor",
+    "Minus",
+    "Normalize",
+    "Pow",
+}
 _BCAST = {"Add", "Subtract", "Mult", "Divide", "Powf", "Clamp", "IfElse", "Mod"}
 _SCALAR = {"Sum", "SqNorm2", "Norm2", "Scalprod", "SqDist", "Elem", "IntCst"}
 
@@ -74,7 +92,9 @@ def _dim(op, a, p):
     if op == "Extract":
         start, d = p
         if start < 0 or d < 1 or start + d > a[0].dim:
-            raise IndexError(f"pykmr: extract({start}, {d}) is out of range for a LazyTensor of dim {a[0].dim}")
+            raise IndexError(
+                f"pykmr: extract({start}, {d}) is out of range for a LazyTensor of dim {a[0].dim}"
+            )
         return d
     if op == "ElemT":
         return p[1]

@@ -5,11 +5,10 @@ Tolerances: float64 1e-9 relative, float32 2e-4 relative (of the result's max)."
 from __future__ import annotations
 
 import numpy as np
-import pytest
-import torch
-
 import pykmr.numpy as kn
 import pykmr.torch as kt
+import pytest
+import torch
 from pykmr import _kmr
 from pykmr.torch import LazyTensor, Pm, Vi, Vj
 
@@ -73,8 +72,13 @@ def test_sum_logsumexp_softmax(dtype, dim, seed):
     compare((-d_l).logsumexp(dim=dim), (-d_d).logsumexp(dim), (x, y), dtype, "logsumexp")
     wl = LazyTensor(w[None, :, :]) if dim == 1 else LazyTensor(x[:, None, :1])
     wd = w.double()[None] if dim == 1 else x.double()[:, None, :1]
-    compare((-d_l).logsumexp(dim=dim, weight=wl), (-d_d + wd.log()).logsumexp(dim), (x, y, b), dtype,
-            "logsumexp weight")
+    compare(
+        (-d_l).logsumexp(dim=dim, weight=wl),
+        (-d_d + wd.log()).logsumexp(dim),
+        (x, y, b),
+        dtype,
+        "logsumexp weight",
+    )
     vl = LazyTensor(b[None, :, :]) if dim == 1 else LazyTensor(x[:, None, :])
     vd = b.double()[None] if dim == 1 else x.double()[:, None, :]
     soft = torch.softmax(-d_d, dim=dim)
@@ -147,7 +151,8 @@ def test_kernel_solve_class(seed):
     Kd = (-((x[:, None] - x[None]) ** 2).sum(-1)).exp()
     close(a, torch.linalg.solve(0.1 * torch.eye(15, dtype=torch.float64) + Kd, b), 1e-8, "KernelSolve")
     an = kn.KernelSolve("Exp(-SqDist(X,Y))*B", ["X = Vi(3)", "Y = Vj(3)", "B = Vj(1)"], "B", axis=1)(
-        x.numpy(), x.numpy(), b.numpy(), alpha=0.1, eps=1e-12)
+        x.numpy(), x.numpy(), b.numpy(), alpha=0.1, eps=1e-12
+    )
     close(an, a, 1e-8, "numpy KernelSolve")
 
 

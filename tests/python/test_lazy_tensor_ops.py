@@ -13,7 +13,6 @@ import math
 import pytest
 import torch
 from helpers import warm_up
-
 from pykmr.torch import LazyTensor
 
 N, M, D = 7, 9, 3
@@ -55,13 +54,22 @@ CASES = {
     "step": (lambda x, y, p: (x - y).step() * y, lambda x, y, p: (x - y >= 0).to(x.dtype) * y, "any"),
     "relu": (lambda x, y, p: (x - y).relu(), lambda x, y, p: (x - y).relu(), "any"),
     "clamp": (lambda x, y, p: (x * y).clamp(-0.3, 0.4), lambda x, y, p: (x * y).clamp(-0.3, 0.4), "any"),
-    "ifelse": (lambda x, y, p: (x - y).ifelse(x * y, x + y),
-               lambda x, y, p: torch.where(x - y >= 0, x * y, x + y), "any"),
-    "mod": (lambda x, y, p: (3 * x * y).mod(0.7, 0.1),
-            lambda x, y, p: 3 * x * y - 0.7 * torch.floor((3 * x * y - 0.1) / 0.7), "any"),
+    "ifelse": (
+        lambda x, y, p: (x - y).ifelse(x * y, x + y),
+        lambda x, y, p: torch.where(x - y >= 0, x * y, x + y),
+        "any",
+    ),
+    "mod": (
+        lambda x, y, p: (3 * x * y).mod(0.7, 0.1),
+        lambda x, y, p: 3 * x * y - 0.7 * torch.floor((3 * x * y - 0.1) / 0.7),
+        "any",
+    ),
     "round": (lambda x, y, p: (5 * x * y).round() * x, lambda x, y, p: _dense_round(5 * x * y) * x, "any"),
-    "round_d": (lambda x, y, p: (x * y).round(1) + x,
-                lambda x, y, p: _dense_round(x * y * 10) / 10 + x, "any"),
+    "round_d": (
+        lambda x, y, p: (x * y).round(1) + x,
+        lambda x, y, p: _dense_round(x * y * 10) / 10 + x,
+        "any",
+    ),
     "square": (lambda x, y, p: (x - y).square(), lambda x, y, p: (x - y) ** 2, "any"),
     "pow2": (lambda x, y, p: (x - y) ** 2, lambda x, y, p: (x - y) ** 2, "any"),
     "pow3": (lambda x, y, p: (x - y) ** 3, lambda x, y, p: (x - y) ** 3, "any"),
@@ -69,42 +77,76 @@ CASES = {
     "pow_mhalf": (lambda x, y, p: (x + y) ** -0.5, lambda x, y, p: (x + y) ** -0.5, "pos"),
     "pow_m2": (lambda x, y, p: (x + y) ** -2, lambda x, y, p: (x + y) ** -2, "pos"),
     "powf": (lambda x, y, p: (x * y).power(1.3), lambda x, y, p: (x * y) ** 1.3, "pos"),
-    "powf_lazy": (lambda x, y, p: x ** y, lambda x, y, p: x ** y, "pos"),
+    "powf_lazy": (lambda x, y, p: x**y, lambda x, y, p: x**y, "pos"),
     "inv": (lambda x, y, p: (x + y).inv(), lambda x, y, p: 1 / (x + y), "pos"),
     "rdiv": (lambda x, y, p: 2 / (x + y), lambda x, y, p: 2 / (x + y), "pos"),
     "xlogx": (lambda x, y, p: (x * y).xlogx(), lambda x, y, p: (x * y) * (x * y).log(), "pos"),
-    "sinxdivx": (lambda x, y, p: (3 * (x - y)).sinxdivx(), lambda x, y, p: torch.sinc(3 * (x - y) / math.pi),
-                 "any"),
+    "sinxdivx": (
+        lambda x, y, p: (3 * (x - y)).sinxdivx(),
+        lambda x, y, p: torch.sinc(3 * (x - y) / math.pi),
+        "any",
+    ),
     "sum_vec": (lambda x, y, p: (x * y).sum(-1), lambda x, y, p: (x * y).sum(-1, keepdim=True), "any"),
-    "sqnorm2": (lambda x, y, p: (x - y).sqnorm2(), lambda x, y, p: ((x - y) ** 2).sum(-1, keepdim=True),
-                "any"),
+    "sqnorm2": (
+        lambda x, y, p: (x - y).sqnorm2(),
+        lambda x, y, p: ((x - y) ** 2).sum(-1, keepdim=True),
+        "any",
+    ),
     "norm2": (lambda x, y, p: (x - y).norm2(), lambda x, y, p: (x - y).norm(dim=-1, keepdim=True), "any"),
-    "normalize": (lambda x, y, p: (x - y).normalize(),
-                  lambda x, y, p: (x - y) / (x - y).norm(dim=-1, keepdim=True), "any"),
+    "normalize": (
+        lambda x, y, p: (x - y).normalize(),
+        lambda x, y, p: (x - y) / (x - y).norm(dim=-1, keepdim=True),
+        "any",
+    ),
     "sqdist": (lambda x, y, p: x.sqdist(y), lambda x, y, p: ((x - y) ** 2).sum(-1, keepdim=True), "any"),
-    "wsqnorm_scalar": (lambda x, y, p: (x - y).weightedsqnorm(p.elem(0)),
-                       lambda x, y, p: p[0] * ((x - y) ** 2).sum(-1, keepdim=True), "any"),
-    "wsqnorm_diag": (lambda x, y, p: (x - y).weightedsqnorm(p),
-                     lambda x, y, p: (p * (x - y) ** 2).sum(-1, keepdim=True), "any"),
-    "wsqdist": (lambda x, y, p: x.weightedsqdist(y, y * y),
-                lambda x, y, p: (y * y * (x - y) ** 2).sum(-1, keepdim=True), "any"),
-    "scalprod": (lambda x, y, p: (x | y), lambda x, y, p: (x * y).sum(-1, keepdim=True), "any"),
-    "matvecmult": (lambda x, y, p: x.tensorprod(y).matvecmult(y),
-                   lambda x, y, p: x * (y * y).sum(-1, keepdim=True), "any"),
-    "vecmatmult": (lambda x, y, p: y.vecmatmult(x.tensorprod(y)),
-                   lambda x, y, p: y * (x * y).sum(-1, keepdim=True), "any"),
-    "tensorprod": (lambda x, y, p: x.tensorprod(y),
-                   lambda x, y, p: (x[..., :, None] * y[..., None, :]).flatten(-2), "any"),
+    "wsqnorm_scalar": (
+        lambda x, y, p: (x - y).weightedsqnorm(p.elem(0)),
+        lambda x, y, p: p[0] * ((x - y) ** 2).sum(-1, keepdim=True),
+        "any",
+    ),
+    "wsqnorm_diag": (
+        lambda x, y, p: (x - y).weightedsqnorm(p),
+        lambda x, y, p: (p * (x - y) ** 2).sum(-1, keepdim=True),
+        "any",
+    ),
+    "wsqdist": (
+        lambda x, y, p: x.weightedsqdist(y, y * y),
+        lambda x, y, p: (y * y * (x - y) ** 2).sum(-1, keepdim=True),
+        "any",
+    ),
+    "scalprod": (lambda x, y, p: x | y, lambda x, y, p: (x * y).sum(-1, keepdim=True), "any"),
+    "matvecmult": (
+        lambda x, y, p: x.tensorprod(y).matvecmult(y),
+        lambda x, y, p: x * (y * y).sum(-1, keepdim=True),
+        "any",
+    ),
+    "vecmatmult": (
+        lambda x, y, p: y.vecmatmult(x.tensorprod(y)),
+        lambda x, y, p: y * (x * y).sum(-1, keepdim=True),
+        "any",
+    ),
+    "tensorprod": (
+        lambda x, y, p: x.tensorprod(y),
+        lambda x, y, p: (x[..., :, None] * y[..., None, :]).flatten(-2),
+        "any",
+    ),
     "concat": (lambda x, y, p: x.concat(y * x), lambda x, y, p: torch.cat((x, y * x), -1), "any"),
     "elem": (lambda x, y, p: (x * y).elem(1), lambda x, y, p: (x * y)[..., 1:2], "any"),
     "getitem": (lambda x, y, p: (x * y)[..., 2], lambda x, y, p: (x * y)[..., 2:3], "any"),
     "extract": (lambda x, y, p: (x - y).extract(1, 2), lambda x, y, p: (x - y)[..., 1:3], "any"),
     "slice": (lambda x, y, p: (x - y)[..., :2], lambda x, y, p: (x - y)[..., :2], "any"),
-    "one_hot": (lambda x, y, p: (2 * (x * y).sum(-1) + 3).one_hot(6) * x.sum(-1),
-                lambda x, y, p: _dense_one_hot(_dense_round(2 * (x * y).sum(-1, keepdim=True) + 3), 6)
-                * x.sum(-1, keepdim=True), "any"),
-    "eq": (lambda x, y, p: ((x.sum(-1) == y.sum(-1)) + (x.sum(-1) == x.sum(-1))) * x,
-           lambda x, y, p: (x.sum(-1, keepdim=True) == y.sum(-1, keepdim=True)).to(x.dtype) * x + x, "any"),
+    "one_hot": (
+        lambda x, y, p: (2 * (x * y).sum(-1) + 3).one_hot(6) * x.sum(-1),
+        lambda x, y, p: (
+            _dense_one_hot(_dense_round(2 * (x * y).sum(-1, keepdim=True) + 3), 6) * x.sum(-1, keepdim=True)
+        ),
+        "any",
+    ),
+    "eq": (
+        lambda x, y, p: ((x.sum(-1) == y.sum(-1)) + (x.sum(-1) == x.sum(-1))) * x,
+        lambda x, y, p: (x.sum(-1, keepdim=True) == y.sum(-1, keepdim=True)).to(x.dtype) * x + x,
+        "any",
+    ),
     "ne": (lambda x, y, p: (x.sum(-1) != y.sum(-1)) * 1, _dense_cmp(torch.ne), "any"),
     "lt": (lambda x, y, p: (x.sum(-1) < y.sum(-1)) * 1, _dense_cmp(torch.lt), "any"),
     "gt": (lambda x, y, p: (x.sum(-1) > y.sum(-1)) * 1, _dense_cmp(torch.gt), "any"),
@@ -112,12 +154,21 @@ CASES = {
     "ge": (lambda x, y, p: (x.sum(-1) >= y.sum(-1)) * 1, _dense_cmp(torch.ge), "any"),
     "vec_min": (lambda x, y, p: (x - y).min(-1), lambda x, y, p: (x - y).min(-1, keepdim=True).values, "any"),
     "vec_max": (lambda x, y, p: (x - y).max(-1), lambda x, y, p: (x - y).max(-1, keepdim=True).values, "any"),
-    "vec_argmin": (lambda x, y, p: (x - y).argmin(-1) * x,
-                   lambda x, y, p: (x - y).argmin(-1, keepdim=True).to(x.dtype) * x, "any"),
-    "vec_argmax": (lambda x, y, p: (x - y).argmax(-1) * x,
-                   lambda x, y, p: (x - y).argmax(-1, keepdim=True).to(x.dtype) * x, "any"),
-    "grad": (lambda x, y, p: ((x - y) ** 2).sum(-1).exp().grad(x, y.elem(0)),
-             lambda x, y, p: 2 * (x - y) * ((x - y) ** 2).sum(-1, keepdim=True).exp() * y[..., 0:1], "any"),
+    "vec_argmin": (
+        lambda x, y, p: (x - y).argmin(-1) * x,
+        lambda x, y, p: (x - y).argmin(-1, keepdim=True).to(x.dtype) * x,
+        "any",
+    ),
+    "vec_argmax": (
+        lambda x, y, p: (x - y).argmax(-1) * x,
+        lambda x, y, p: (x - y).argmax(-1, keepdim=True).to(x.dtype) * x,
+        "any",
+    ),
+    "grad": (
+        lambda x, y, p: ((x - y) ** 2).sum(-1).exp().grad(x, y.elem(0)),
+        lambda x, y, p: 2 * (x - y) * ((x - y) ** 2).sum(-1, keepdim=True).exp() * y[..., 0:1],
+        "any",
+    ),
 }
 
 
@@ -152,9 +203,11 @@ def test_warm_up():
     jobs = []
     for name in CASES:
         for dtype in (torch.float32, torch.float64):
+
             def job(name=name, dtype=dtype):
                 out, _, args, _, w = _run(name, dtype, 0)
                 torch.autograd.grad((out * w.to(dtype)).sum(), args, allow_unused=True)
+
             jobs.append(job)
     warm_up(jobs)
 

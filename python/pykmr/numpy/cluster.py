@@ -11,8 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["grid_cluster", "cluster_ranges", "cluster_centroids", "cluster_ranges_centroids", "sort_clusters",
-           "from_matrix", "swap_axes"]
+__all__ = [
+    "grid_cluster",
+    "cluster_ranges",
+    "cluster_centroids",
+    "cluster_ranges_centroids",
+    "sort_clusters",
+    "from_matrix",
+    "swap_axes",
+]
 
 
 def grid_cluster(x, size):
@@ -76,13 +83,21 @@ def from_matrix(ranges_i, ranges_j, keep):
     """KeOps's 6-tuple ranges from a boolean (Mc, Nc) mask of the (i-cluster, j-cluster) blocks to keep."""
     keep = np.asarray(keep, dtype=bool)
     if keep.shape != (len(ranges_i), len(ranges_j)):
-        raise ValueError(f"pykmr: from_matrix: keep has shape {tuple(keep.shape)}, expected "
-                         f"({len(ranges_i)}, {len(ranges_j)})")
+        raise ValueError(
+            f"pykmr: from_matrix: keep has shape {tuple(keep.shape)}, expected "
+            f"({len(ranges_i)}, {len(ranges_j)})"
+        )
     _, jj = np.nonzero(keep)  # row-major: grouped by i-cluster
     _, jt = np.nonzero(keep.T)
     i32 = np.int32
-    return (ranges_i.astype(i32), np.cumsum(keep.sum(1)).astype(i32), ranges_j[jj].astype(i32),
-            ranges_j.astype(i32), np.cumsum(keep.sum(0)).astype(i32), ranges_i[jt].astype(i32))
+    return (
+        ranges_i.astype(i32),
+        np.cumsum(keep.sum(1)).astype(i32),
+        ranges_j[jj].astype(i32),
+        ranges_j.astype(i32),
+        np.cumsum(keep.sum(0)).astype(i32),
+        ranges_i[jt].astype(i32),
+    )
 
 
 def swap_axes(ranges):

@@ -11,8 +11,15 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["grid_cluster", "cluster_ranges", "cluster_centroids", "cluster_ranges_centroids", "sort_clusters",
-           "from_matrix", "swap_axes"]
+__all__ = [
+    "grid_cluster",
+    "cluster_ranges",
+    "cluster_centroids",
+    "cluster_ranges_centroids",
+    "sort_clusters",
+    "from_matrix",
+    "swap_axes",
+]
 
 
 def grid_cluster(x, size):
@@ -75,13 +82,21 @@ def from_matrix(ranges_i, ranges_j, keep):
     """KeOps's 6-tuple ranges from a boolean (Mc, Nc) mask of the (i-cluster, j-cluster) blocks to keep."""
     keep = keep.bool()
     if keep.shape != (len(ranges_i), len(ranges_j)):
-        raise ValueError(f"pykmr: from_matrix: keep has shape {tuple(keep.shape)}, expected "
-                         f"({len(ranges_i)}, {len(ranges_j)})")
+        raise ValueError(
+            f"pykmr: from_matrix: keep has shape {tuple(keep.shape)}, expected "
+            f"({len(ranges_i)}, {len(ranges_j)})"
+        )
     _, jj = keep.nonzero(as_tuple=True)  # row-major: grouped by i-cluster
     _, jt = keep.t().nonzero(as_tuple=True)
     i32 = torch.int32
-    return (ranges_i.to(i32), torch.cumsum(keep.sum(1), 0).to(i32), ranges_j[jj].to(i32),
-            ranges_j.to(i32), torch.cumsum(keep.sum(0), 0).to(i32), ranges_i[jt].to(i32))
+    return (
+        ranges_i.to(i32),
+        torch.cumsum(keep.sum(1), 0).to(i32),
+        ranges_j[jj].to(i32),
+        ranges_j.to(i32),
+        torch.cumsum(keep.sum(0), 0).to(i32),
+        ranges_i[jt].to(i32),
+    )
 
 
 def swap_axes(ranges):

@@ -16,7 +16,9 @@ class KernelSolve(KernelSolveBase):
     _genred = Genred
 
     def __call__(self, *args, alpha=1e-10, backend="auto", device_id=-1, eps=1e-6, ranges=None):
-        args = [a if isinstance(a, torch.Tensor) or not isinstance(a, (int, float, list)) else a for a in args]
+        args = [
+            a if isinstance(a, torch.Tensor) or not isinstance(a, (int, float, list)) else a for a in args
+        ]
         self._check(args, alpha, eps)
         opts = {"backend": backend, "device_id": device_id, "ranges": ranges}
         alpha_t = alpha if isinstance(alpha, torch.Tensor) else None
@@ -48,8 +50,10 @@ class _SolveFunction(torch.autograd.Function):
         others = [p for p, need in enumerate(needs) if need and p != solver.varpos]
         if others:
             with torch.enable_grad():
-                full = [x.detach().requires_grad_(p in others) if isinstance(x, torch.Tensor) else x
-                        for p, x in enumerate(args)]
+                full = [
+                    x.detach().requires_grad_(p in others) if isinstance(x, torch.Tensor) else x
+                    for p, x in enumerate(args)
+                ]
                 full[solver.varpos] = a
                 ka = solver.routine(*full, **ctx.opts)
                 gs = torch.autograd.grad(ka, [full[p] for p in others], grad_outputs=-h)

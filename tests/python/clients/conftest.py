@@ -31,13 +31,15 @@ def keops_is_pykmr():
     saved = {k: v for k, v in sys.modules.items() if _is_client(k)}
     for k in saved:
         del sys.modules[k]
-    sys.modules.update({
-        "pykeops": pykmr,
-        "pykeops.torch": pykmr.torch,
-        "pykeops.torch.cluster": pykmr.torch.cluster,
-        "pykeops.numpy": pykmr.numpy,
-        "pykeops.numpy.cluster": pykmr.numpy.cluster,
-    })
+    sys.modules.update(
+        {
+            "pykeops": pykmr,
+            "pykeops.torch": pykmr.torch,
+            "pykeops.torch.cluster": pykmr.torch.cluster,
+            "pykeops.numpy": pykmr.numpy,
+            "pykeops.numpy.cluster": pykmr.numpy.cluster,
+        }
+    )
     importlib.invalidate_caches()
     try:
         yield pykmr

@@ -39,9 +39,14 @@ def _mll_and_grads(kernel, use_keops, seed):
     model.train()
     mll = gpytorch.mlls.ExactMarginalLogLikelihood(lik, model)
     torch.manual_seed(seed)
-    with gpytorch.settings.use_keops(use_keops), gpytorch.settings.max_cholesky_size(0), \
-            gpytorch.settings.max_cg_iterations(200), gpytorch.settings.cg_tolerance(1e-10), \
-            gpytorch.settings.num_trace_samples(4), gpytorch.settings.max_lanczos_quadrature_iterations(40):
+    with (
+        gpytorch.settings.use_keops(use_keops),
+        gpytorch.settings.max_cholesky_size(0),
+        gpytorch.settings.max_cg_iterations(200),
+        gpytorch.settings.cg_tolerance(1e-10),
+        gpytorch.settings.num_trace_samples(4),
+        gpytorch.settings.max_lanczos_quadrature_iterations(40),
+    ):
         loss = -mll(model(x), y)
         params = [p for _, p in sorted(model.named_parameters())]
         gs = torch.autograd.grad(loss, params)

@@ -18,10 +18,18 @@ def test_knn_keops_vs_ckdtree(p, keops_is_pykmr, seed):
     rng = np.random.default_rng(seed)
     x = rng.random((200, 3))
     q = rng.random((30, 3))
-    got = KNearestNeighbors(k=5, return_index=True, return_distance=True, implementation="keops", p=p,
-                            enable_autodiff=False).fit(x).transform(q)
-    ref = KNearestNeighbors(k=5, return_index=True, return_distance=True, implementation="ckdtree", p=p).fit(
-        x).transform(q)
+    got = (
+        KNearestNeighbors(
+            k=5, return_index=True, return_distance=True, implementation="keops", p=p, enable_autodiff=False
+        )
+        .fit(x)
+        .transform(q)
+    )
+    ref = (
+        KNearestNeighbors(k=5, return_index=True, return_distance=True, implementation="ckdtree", p=p)
+        .fit(x)
+        .transform(q)
+    )
     np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(ref[0]))
     np.testing.assert_allclose(np.asarray(got[1]), np.asarray(ref[1]), rtol=1e-5)
 
@@ -31,10 +39,12 @@ def test_knn_keops_torch_autodiff(keops_is_pykmr, seed):
 
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(100, 2, dtype=torch.float64, generator=g).requires_grad_()
-    got = KNearestNeighbors(k=4, return_index=False, return_distance=True, implementation="keops",
-                            enable_autodiff=True).fit_transform(x)
-    ref = KNearestNeighbors(k=4, return_index=False, return_distance=True, implementation="torch",
-                            enable_autodiff=True).fit_transform(x)
+    got = KNearestNeighbors(
+        k=4, return_index=False, return_distance=True, implementation="keops", enable_autodiff=True
+    ).fit_transform(x)
+    ref = KNearestNeighbors(
+        k=4, return_index=False, return_distance=True, implementation="torch", enable_autodiff=True
+    ).fit_transform(x)
     close(got, ref, 1e-5, "k-NN distances")
     close(torch.autograd.grad(got.sum(), x)[0], torch.autograd.grad(ref.sum(), x)[0], 1e-4, "gradient")
 

@@ -22,8 +22,9 @@ def test_entropic_affinity(sparsity, keops_is_pykmr, seed):
     x = _data(seed)
     mats = []
     for backend in (None, "keops"):
-        aff = EntropicAffinity(perplexity=10, backend=backend, sparsity=sparsity, verbose=False,
-                               max_iter=200, device="cpu")
+        aff = EntropicAffinity(
+            perplexity=10, backend=backend, sparsity=sparsity, verbose=False, max_iter=200, device="cpu"
+        )
         out = aff(x)
         if isinstance(out, tuple):
             out = out[0]
@@ -39,7 +40,16 @@ def test_tsne_embedding(keops_is_pykmr, seed):
     x = _data(seed)
     embs = []
     for backend in (None, "keops"):
-        tsne = TSNE(perplexity=10, max_iter=20, backend=backend, random_state=seed, verbose=False, device="cpu",
-                    early_exaggeration_iter=10, check_interval=1000, sparsity=False)
+        tsne = TSNE(
+            perplexity=10,
+            max_iter=20,
+            backend=backend,
+            random_state=seed,
+            verbose=False,
+            device="cpu",
+            early_exaggeration_iter=10,
+            check_interval=1000,
+            sparsity=False,
+        )
         embs.append(tsne.fit_transform(x))
     close(embs[1], embs[0], 1e-6, "TSNE embedding after 20 iterations")

@@ -62,8 +62,11 @@ def test_gmm_log_likelihood(keops_is_pykmr, seed):
     mu = torch.rand(6, 2, dtype=torch.float64, generator=g).requires_grad_()
     w = torch.rand(6, 1, dtype=torch.float64, generator=g)
     s = torch.tensor([8.0], dtype=torch.float64)
-    ll = (-((LazyTensor(x[:, None, :]) - LazyTensor(mu[None, :, :])) ** 2).sum(-1) * s).logsumexp(
-        dim=1, weight=LazyTensor(w[None, :, :])).sum()
+    ll = (
+        (-((LazyTensor(x[:, None, :]) - LazyTensor(mu[None, :, :])) ** 2).sum(-1) * s)
+        .logsumexp(dim=1, weight=LazyTensor(w[None, :, :]))
+        .sum()
+    )
     ref = ((-((x[:, None] - mu[None]) ** 2).sum(-1) * s) + w.view(1, -1).log()).logsumexp(1).sum()
     close(ll, ref, 1e-12, "GMM log-likelihood")
     close(torch.autograd.grad(ll, mu)[0], torch.autograd.grad(ref, mu)[0], 1e-10, "GMM gradient")
