@@ -15,6 +15,7 @@ The elementwise ops and methods live in pykmr.lazy_ops (mixed into this class).
 from __future__ import annotations
 
 import numbers
+import operator
 
 from pykmr import lazy_tree as T
 from pykmr.lazy_ops import LazyOps
@@ -333,9 +334,13 @@ class GenericLazyTensor(LazyOps):
     max_argmax_reduction = max_argmax
 
     def _k(self, K):
-        if isinstance(K, bool) or not isinstance(K, int) or K < 1:
+        try:
+            k = operator.index(K)  # ints, numpy ints and integer 0-d tensors (TorchDR passes one)
+        except TypeError:
+            k = None
+        if isinstance(K, bool) or k is None or k < 1:
             raise ValueError(f"pykmr: K must be a positive integer, got {K!r}")
-        return K
+        return k
 
     def Kmin(self, K, axis=None, dim=None, **kwargs):
         return self._reduce("KMin", self._axis(axis, dim, "Kmin", False), opt_arg=self._k(K), **kwargs)
@@ -462,4 +467,16 @@ class Reduced:
         ranges = kwargs.get("ranges", self.ranges)
         device_id = kwargs.get("device_id", self.options.get("device_id", -1))
         backend = {"GPU_1D": "GPU", "GPU_2D": "GPU"}.get(backend, backend)
+        batch = self.lt.batchdims
+        if batch and all(b == 1 for b in batch) and ranges is None:
+            # size-1 batch dims only (GeomLoss's (1, N, D) clouds): one plain launch, the same numbers
+            nb = len(batch)
+            arrays = [
+                a.reshape(tuple(a.shape[nb:])) if tools.is_array(a) and len(a.shape) > nb else a
+                for a in arrays
+            ]
+            out = self._genred()(*arrays, backend=backend, device_id=device_id, ranges=ranges)
+            if isinstance(out, tuple):
+                return tuple(o.reshape(batch + tuple(o.shape)) for o in out)
+            return out.reshape(batch + tuple(out.shape))
         return self._genred()(*arrays, backend=backend, device_id=device_id, ranges=ranges)

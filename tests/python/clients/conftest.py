@@ -20,6 +20,13 @@ def _is_client(name):
     return any(name == c or name.startswith(c + ".") for c in CLIENTS)
 
 
+def _purgeable(name, module):
+    """Pure-Python client modules are re-imported; compiled extension modules cannot be initialised twice
+    in one process (gudhi's), so they stay (they do not import pykeops)."""
+    f = getattr(module, "__file__", None) or ""
+    return _is_client(name) and (f.endswith(".py") or not f)
+
+
 @pytest.fixture
 def keops_is_pykmr():
     import pykmr
@@ -28,7 +35,7 @@ def keops_is_pykmr():
     import pykmr.torch
     import pykmr.torch.cluster
 
-    saved = {k: v for k, v in sys.modules.items() if _is_client(k)}
+    saved = {k: v for k, v in sys.modules.items() if _purgeable(k, v)}
     for k in saved:
         del sys.modules[k]
     sys.modules.update(
@@ -44,7 +51,7 @@ def keops_is_pykmr():
     try:
         yield pykmr
     finally:
-        for k in [k for k in sys.modules if _is_client(k)]:
+        for k in [k for k, v in sys.modules.items() if _purgeable(k, v)]:
             del sys.modules[k]
         sys.modules.update(saved)
 

@@ -10,6 +10,10 @@ from conftest import close
 pytest.importorskip("geomloss", reason="GeomLoss is a client library (CI installs geomloss==0.3.1)")
 
 RTOL = 1e-7
+# GeomLoss's dense path computes distances as sqrt(max(|x - y|^2, 1e-8)) (its KeOps path without the clamp):
+# costs at zero distance (the debiasing terms' diagonals) differ by 1e-4 between its two paths.
+RTOL_DIST = 5e-4
+USES_DISTANCES = {"sinkhorn_p1", "energy", "laplacian"}
 
 
 def _clouds(seed, n=40, m=50, d=3):
@@ -35,20 +39,41 @@ def _loss_and_grads(backend, seed, **kw):
 CASES = {
     "sinkhorn_p2": {"loss": "sinkhorn", "p": 2, "blur": 0.1},
     "sinkhorn_p1": {"loss": "sinkhorn", "p": 1, "blur": 0.1},
-    "hausdorff": {"loss": "hausdorff", "p": 2, "blur": 0.1},
+    # "hausdorff" is left out: GeomLoss 0.3.1's own tensorized path raises KeyError for it (kernel_loss is
+    # called with name=None), so there is no reference to compare with.
     "energy": {"loss": "energy"},
     "gaussian": {"loss": "gaussian", "blur": 0.3},
     "laplacian": {"loss": "laplacian", "blur": 0.3},
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_online_vs_tensorized(case, keops_is_pykmr, seed):
+def _compare(case, seed, parts):
     kw = CASES[case]
     ref = _loss_and_grads("tensorized", seed, **kw)
     got = _loss_and_grads("online", seed, **kw)
-    for what, u, v in zip(("loss", "grad a", "grad x"), got, ref):
-        close(u, v, RTOL, f"{case} {what}")
+    for k, (what, u, v) in enumerate(zip(("loss", "grad a", "grad x"), got, ref)):
+        if k in parts:
+            close(u, v, RTOL_DIST if case in USES_DISTANCES else RTOL, f"{case} {what}")
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_online_vs_tensorized_values(case, keops_is_pykmr, seed):
+    _compare(case, seed, (0,))
+
+
+@pytest.mark.parametrize("case", sorted(set(CASES) - USES_DISTANCES))
+def test_online_vs_tensorized_gradients(case, keops_is_pykmr, seed):
+    _compare(case, seed, (1, 2))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine: the gradient of Norm2/Sqrt(SqDist) at 0 is NaN; DESIGN 12 "
+    "(KeOps's convention) says 0, and GeomLoss's debiasing terms evaluate it at x_i == x_i",
+)
+@pytest.mark.parametrize("case", sorted(USES_DISTANCES))
+def test_online_vs_tensorized_gradients_at_zero_distance(case, keops_is_pykmr, seed):
+    _compare(case, seed, (1, 2))
 
 
 @pytest.mark.xfail(strict=True, reason="needs engine ranges/batch (branch ranges)")

@@ -49,7 +49,6 @@ def test_tsne_embedding(keops_is_pykmr, seed):
             device="cpu",
             early_exaggeration_iter=10,
             check_interval=1000,
-            sparsity=False,
         )
         embs.append(tsne.fit_transform(x))
     close(embs[1], embs[0], 1e-6, "TSNE embedding after 20 iterations")
