@@ -48,9 +48,13 @@ def keops_is_pykmr():
         }
     )
     importlib.invalidate_caches()
+    import torch
+
+    grad_mode = torch.is_grad_enabled()  # a client that fails midway may leave it off: restored below
     try:
         yield pykmr
     finally:
+        torch.set_grad_enabled(grad_mode)
         for k in [k for k, v in sys.modules.items() if _purgeable(k, v)]:
             del sys.modules[k]
         sys.modules.update(saved)

@@ -5,6 +5,8 @@ probe vectors; CG/Lanczos amplify round-off, hence the few iterations and the 1e
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from conftest import close
@@ -39,14 +41,19 @@ def _mll_and_grads(kernel, use_keops, seed):
     model.train()
     mll = gpytorch.mlls.ExactMarginalLogLikelihood(lik, model)
     torch.manual_seed(seed)
+    from linear_operator.utils.warnings import NumericalWarning
+
     with (
         gpytorch.settings.use_keops(use_keops),
         gpytorch.settings.max_cholesky_size(0),
-        gpytorch.settings.max_cg_iterations(200),
-        gpytorch.settings.cg_tolerance(1e-10),
+        gpytorch.settings.max_cg_iterations(100),
+        gpytorch.settings.cg_tolerance(1e-6),
         gpytorch.settings.num_trace_samples(4),
         gpytorch.settings.max_lanczos_quadrature_iterations(40),
+        warnings.catch_warnings(),
     ):
+        # CG stopping before its tolerance happens identically on both paths (compared below): not an error
+        warnings.simplefilter("ignore", NumericalWarning)
         loss = -mll(model(x), y)
         params = [p for _, p in sorted(model.named_parameters())]
         gs = torch.autograd.grad(loss, params)

@@ -35,6 +35,7 @@ def test_knn_keops_vs_ckdtree(p, keops_is_pykmr, seed):
 
 
 def test_knn_keops_torch_autodiff(keops_is_pykmr, seed):
+    pytest.importorskip("eagerpy", reason="gudhi's autodiff k-NN needs eagerpy")
     from gudhi.point_cloud.knn import KNearestNeighbors
 
     g = torch.Generator().manual_seed(seed)
