@@ -95,6 +95,22 @@ REDUCTIONS = {
 }
 
 
+@dataclass(frozen=True)
+class CallPlan:
+    """The sizes of one call: nx, ny, the broadcast batch dims, and per argument how it meets them:
+    "shared" (no batch dim, or all of size 1: one copy for every batch, stride 0), "full" (every batch dim),
+    "expand" (some of them: the front end materializes it with the full batch dims)."""
+
+    nx: int
+    ny: int
+    batch: tuple
+    modes: list
+
+    @property
+    def nbatch(self):
+        return math.prod(self.batch)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # One reduction as libkmr sees it, plus what the front ends need to check and name its arguments
 # ---------------------------------------------------------------------------------------------------------
@@ -178,39 +194,76 @@ class GenredCore:
             raise TypeError(f"pykmr: {self.what} takes {self.nargs} arguments (aliases: {want}), got {nargs}")
 
     def check_shapes(self, shapes) -> tuple[int, int]:
-        """Checks each argument's shape against its alias; returns (nx, ny).
+        """(nx, ny) of a call (see plan_call)."""
+        plan = self.plan_call(shapes)
+        return plan.nx, plan.ny
 
-        shapes: one tuple per argument. i/j-variables are 2-D [n, dim]; a parameter holds dim values
-        (shape (dim,), (1, dim) or () for dim 1). With no i- (or j-) variable, that size is 1.
+    def plan_call(self, shapes) -> CallPlan:
+        """Checks each argument's shape against its alias and broadcasts the batch dims (see CallPlan).
+
+        shapes: one tuple per argument. i/j-variables are [B1, ..., Bk, n, dim]; a parameter holds dim
+        values per batch ([B1, ..., Bk, dim]; without batch dims also (dim,), (1, dim) or () for dim 1).
+        Missing leading batch dims and batch dims of size 1 broadcast. With no i- (or j-) variable, that size
+        is 1.
         """
+        nbd = max([len(sh) - 2 for sh, (cat, _) in zip(shapes, self.args) if cat != 2 and len(sh) >= 2],
+                  default=0)
         sizes = [None, None]  # (rows, argument) of the first i- and j-variable
+        batches = []  # each argument's batch dims, left-padded with 1 to nbd
         for p, ((cat, dim), shape) in enumerate(zip(self.args, shapes)):
-            label = self.labels[p]
+            label, shape = self.labels[p], tuple(shape)
             if cat == 2:
                 numel = math.prod(shape)
-                ok_shape = len(shape) <= 1 or (len(shape) == 2 and shape[0] == 1)
-                if numel != dim or not ok_shape:
-                    raise ValueError(f"pykmr: {label} is a parameter of dim {dim}: expected shape ({dim},), "
-                                     f"got shape {tuple(shape)}")
+                if nbd == 0:
+                    ok_shape = len(shape) <= 1 or (len(shape) == 2 and shape[0] == 1)
+                    if numel != dim or not ok_shape:
+                        raise ValueError(f"pykmr: {label} is a parameter of dim {dim}: expected shape "
+                                         f"({dim},), got shape {shape}")
+                    batches.append(())
+                    continue
+                if len(shape) == 0 and dim == 1:
+                    shape = (1,)
+                if len(shape) == 0 or shape[-1] != dim or len(shape) - 1 > nbd:
+                    raise ValueError(f"pykmr: {label} is a parameter of dim {dim} with {nbd} batch dims: "
+                                     f"expected shape (B1, ..., B{nbd}, {dim}) (or ({dim},)), "
+                                     f"got shape {shape}")
+                batches.append((1,) * (nbd + 1 - len(shape)) + shape[:-1])
                 continue
             n_name = "nx" if cat == 0 else "ny"
-            if len(shape) >= 3:
-                raise ValueError(f"pykmr: {label} is {len(shape)}-D with shape {tuple(shape)}: batch "
-                                 f"dimensions are not supported yet, pass a 2-D array [{n_name}, {dim}]")
-            if len(shape) != 2:
-                raise ValueError(f"pykmr: {label} must be 2-D [{n_name}, {dim}], got shape {tuple(shape)}"
-                                 + (f" (reshape it to (-1, {dim}))" if len(shape) == 1 else ""))
-            if shape[1] != dim:
-                raise ValueError(f"pykmr: {label} has {shape[1]} columns but its alias declares dim {dim} "
-                                 f"(shape {tuple(shape)})")
+            if len(shape) < 2:
+                raise ValueError(f"pykmr: {label} must be 2-D [{n_name}, {dim}], got shape {shape}"
+                                 + (f" (reshape it to (-1, {dim}))" if len(shape) == 1 else "")
+                                 + f"; with batch dims: [B1, ..., Bk, {n_name}, {dim}]")
+            if shape[-1] != dim:
+                raise ValueError(f"pykmr: {label} has {shape[-1]} columns but its alias declares dim {dim} "
+                                 f"(shape {shape})")
+            batches.append((1,) * (nbd + 2 - len(shape)) + shape[:-2])
             first = sizes[cat]
             if first is None:
-                sizes[cat] = (shape[0], p)
-            elif first[0] != shape[0]:
+                sizes[cat] = (shape[-2], p)
+            elif first[0] != shape[-2]:
                 kind = "i-variables" if cat == 0 else "j-variables"
                 raise ValueError(f"pykmr: {kind} must have the same number of rows: "
-                                 f"{self.labels[first[1]]} has {first[0]}, {label} has {shape[0]}")
-        return tuple(1 if s is None else s[0] for s in sizes)
+                                 f"{self.labels[first[1]]} has {first[0]}, {label} has {shape[-2]}")
+        batch = []
+        for d in range(nbd):
+            sizes_d = {b[d] for b in batches if b} - {1}
+            if len(sizes_d) > 1:
+                got = ", ".join(f"{self.labels[p]}: {tuple(shapes[p])}" for p in range(len(shapes)))
+                raise ValueError(f"pykmr: the batch dims of the arguments do not broadcast (dim {d} has "
+                                 f"sizes {sorted(sizes_d)}; {got})")
+            batch.append(sizes_d.pop() if sizes_d else 1)
+        batch = tuple(batch)
+        modes = []
+        for b in batches:
+            if not b or all(x == 1 for x in b):
+                modes.append("shared")
+            elif b == batch:
+                modes.append("full")
+            else:
+                modes.append("expand")  # broadcast along some batch dims only: the front end copies it
+        nx, ny = (1 if s is None else s[0] for s in sizes)
+        return CallPlan(nx, ny, batch, modes)
 
     def check_dtypes(self, dtypes) -> str:
         """dtypes: a dtype name per argument (None for Python numbers). Returns 'float32' or 'float64'."""
@@ -236,10 +289,7 @@ class GenredCore:
 # ---------------------------------------------------------------------------------------------------------
 # Calls
 # ---------------------------------------------------------------------------------------------------------
-def check_call_options(backend, device_id, ranges):
-    if ranges is not None:
-        raise NotImplementedError("pykmr: ranges (block-sparse reductions) are not supported yet; call "
-                                  "without ranges=")
+def check_call_options(backend, device_id, ranges=None):
     if not isinstance(backend, str) or not re.fullmatch(r"auto|CPU|GPU(_[12]D)?(_host|_device)?", backend):
         raise ValueError(f"pykmr: backend must be 'auto', 'CPU' or 'GPU', got {backend!r}")
     if isinstance(device_id, bool) or not isinstance(device_id, int):
@@ -258,6 +308,40 @@ def keops_options_to_dtype_acc(opts, dtype_acc):
     return dtype_acc
 
 
+RANGES_NAMES = ("ranges_i", "slices_i", "redranges_j", "ranges_j", "slices_j", "redranges_i")
+
+
+def check_ranges(ranges, plan: CallPlan, shape_of, dtype_of):
+    """Checks the structure of KeOps's 6-tuple of ranges (libkmr checks the values: sorted, in bounds).
+
+    shape_of / dtype_of: the front end's accessors (tuple of ints, dtype name). Raises TypeError (not a
+    6-tuple, not integer arrays) or ValueError (shapes, with batch dims)."""
+    if not isinstance(ranges, (tuple, list)) or len(ranges) != 6:
+        raise TypeError("pykmr: ranges must be KeOps's 6-tuple (ranges_i, slices_i, redranges_j, ranges_j, "
+                        f"slices_j, redranges_i), got {type(ranges).__name__}"
+                        + (f" of length {len(ranges)}" if isinstance(ranges, (tuple, list)) else ""))
+    if plan.batch:
+        raise ValueError(f"pykmr: ranges (block-sparse reductions) are not supported with batch dimensions "
+                         f"(batch shape {plan.batch}), as in KeOps; reshape the batches into the rows and "
+                         "use block-diagonal ranges instead")
+    for k, (name, r) in enumerate(zip(RANGES_NAMES, ranges)):
+        try:
+            dt, shape = dtype_of(r), tuple(shape_of(r))
+        except AttributeError:
+            raise TypeError(f"pykmr: ranges[{k}] ({name}) must be an integer array/tensor, got "
+                            f"{type(r).__name__}") from None
+        if dt not in ("int32", "int64"):
+            raise TypeError(f"pykmr: ranges[{k}] ({name}) must be int32 or int64, got {dt}")
+        want = 1 if name.startswith("slices") else 2
+        if len(shape) != want or (want == 2 and shape[1] != 2):
+            raise ValueError(f"pykmr: ranges[{k}] ({name}) must have shape "
+                             + ("(n,)" if want == 1 else "(n, 2)") + f", got {shape}")
+    for a, b in ((0, 1), (3, 4)):
+        if tuple(shape_of(ranges[a]))[0] != tuple(shape_of(ranges[b]))[0]:
+            raise ValueError(f"pykmr: {RANGES_NAMES[b]} must have one entry per block of {RANGES_NAMES[a]}: "
+                             f"got {tuple(shape_of(ranges[b]))[0]} and {tuple(shape_of(ranges[a]))[0]}")
+
+
 @dataclass(frozen=True)
 class Device:
     """Where a kernel runs: "cpu"; "cuda" (device pointers of GPU `index`, queued on `stream`, an integer
@@ -273,20 +357,24 @@ CPU = Device()
 
 
 def launch(core: GenredCore, dtype: str, ptrs, nx: int, ny: int, out_ptr: int, device: Device = CPU,
-           kernel=None):
-    """Runs a kernel on contiguous row-major data (the one place where kernels start)."""
+           kernel=None, nbatch=1, strides=(), ranges=()):
+    """Runs a kernel on contiguous row-major data (the one place where kernels start).
+
+    nbatch, strides: batches, and per argument the values between two of them (0: shared); ranges: KeOps's
+    six arrays as (pointer to contiguous host int64, rows) pairs, or () for a dense reduction."""
     k = kernel or core.kernel
+    extra = {"nbatch": nbatch, "batch_strides": list(strides), "ranges": list(ranges)}
     if device.type == "cpu":
-        k.run(dtype, list(ptrs), nx, ny, out_ptr)
+        k.run(dtype, list(ptrs), nx, ny, out_ptr, **extra)
         return
     from pykmr import _cuda
 
     _cuda.prepare()
     if device.type == "cuda":
-        k.run_cuda(dtype, list(ptrs), nx, ny, out_ptr, device.index, device.stream)
+        k.run_cuda(dtype, list(ptrs), nx, ny, out_ptr, device.index, device.stream, **extra)
     elif device.type == "cuda_host":
         _cuda.require_gpu()
-        k.run_cuda_host(dtype, list(ptrs), nx, ny, out_ptr, max(device.index, 0))
+        k.run_cuda_host(dtype, list(ptrs), nx, ny, out_ptr, max(device.index, 0), **extra)
     else:
         raise ValueError(f"pykmr: unknown device type {device.type!r}")
 
@@ -311,6 +399,18 @@ def postprocess(raw, core: GenredCore, to_index):
     if kind == "select" and core.red.uses_k:
         return kview(raw)
     return raw
+
+
+def postprocess_batched(raw, core: GenredCore, to_index, batch):
+    """postprocess on raw [*batch, n, out_dim]: each result gets the batch dims back in front."""
+    if not batch:
+        return postprocess(raw, core, to_index)
+    res = postprocess(raw.reshape(-1, raw.shape[-1]), core, to_index)
+
+    def back(a):
+        return a.reshape(tuple(batch) + (raw.shape[-2],) + tuple(a.shape[1:]))
+
+    return tuple(back(a) for a in res) if isinstance(res, tuple) else back(res)
 
 
 def check_out_shapes(core, out, result, is_array):

@@ -18,15 +18,52 @@ kmr::DType parse_dtype(const std::string& s) {
   throw kmr::Error(kmr::ErrorKind::Type, "kmr: unsupported dtype '" + s + "' (float32 or float64)");
 }
 
+// Batches and ranges as the front ends pass them: nbatch, batch strides per argument, and KeOps's six
+// ranges arrays as (pointer to contiguous host int64, rows) pairs (an empty list: dense).
+struct RunExtras {
+  kmr::BlockRanges ranges;
+  kmr::RunOptions options;
+};
+
+void make_extras(RunExtras* e, std::int64_t nbatch, const std::vector<std::int64_t>& strides,
+                 const std::vector<std::pair<std::uintptr_t, std::int64_t>>& ranges) {
+  e->options.nbatch = nbatch;
+  e->options.batch_strides = strides;
+  if (ranges.empty()) return;
+  if (ranges.size() != 6)
+    throw kmr::Error(kmr::ErrorKind::Value, "kmr: ranges must be 6 arrays, got " + std::to_string(ranges.size()));
+  auto ptr = [&](int k) { return reinterpret_cast<const std::int64_t*>(ranges[k].first); };
+  kmr::BlockRanges& r = e->ranges;
+  r.ranges_i = ptr(0);
+  r.slices_i = ptr(1);
+  r.redranges_j = ptr(2);
+  r.ranges_j = ptr(3);
+  r.slices_j = ptr(4);
+  r.redranges_i = ptr(5);
+  r.nranges_i = ranges[0].second;
+  r.nredranges_j = ranges[2].second;
+  r.nranges_j = ranges[3].second;
+  r.nredranges_i = ranges[5].second;
+  if (ranges[1].second != r.nranges_i || ranges[4].second != r.nranges_j)
+    throw kmr::Error(kmr::ErrorKind::Value,
+                     "kmr: slices_i (slices_j) must have one entry per row of ranges_i (ranges_j)");
+  e->options.ranges = &e->ranges;
+}
+
+using RangesArg = std::vector<std::pair<std::uintptr_t, std::int64_t>>;
+
 // Raw pointers come from torch/numpy as integers: the module links neither.
 void run_pointers(const kmr::Genred& g, const std::string& dtype, const std::vector<std::uintptr_t>& args,
-                  std::int64_t nx, std::int64_t ny, std::uintptr_t out) {
+                  std::int64_t nx, std::int64_t ny, std::uintptr_t out, std::int64_t nbatch,
+                  const std::vector<std::int64_t>& strides, const RangesArg& ranges) {
   std::vector<const void*> p;
   p.reserve(args.size());
   for (std::uintptr_t a : args) p.push_back(reinterpret_cast<const void*>(a));
   const kmr::DType dt = parse_dtype(dtype);
+  RunExtras e;
+  make_extras(&e, nbatch, strides, ranges);
   py::gil_scoped_release release;
-  g.run(dt, p.data(), p.size(), nx, ny, reinterpret_cast<void*>(out));
+  g.run(dt, p.data(), p.size(), nx, ny, reinterpret_cast<void*>(out), e.options);
 }
 
 std::vector<std::pair<int, int>> arg_list(const kmr::Genred& g) {
@@ -37,24 +74,31 @@ std::vector<std::pair<int, int>> arg_list(const kmr::Genred& g) {
 
 // CUDA: device pointers on GPU `device`, queued on `stream` (a CUstream as an integer, 0: default).
 void run_cuda_pointers(const kmr::Genred& g, const std::string& dtype, const std::vector<std::uintptr_t>& args,
-                       std::int64_t nx, std::int64_t ny, std::uintptr_t out, int device, std::uintptr_t stream) {
+                       std::int64_t nx, std::int64_t ny, std::uintptr_t out, int device, std::uintptr_t stream,
+                       std::int64_t nbatch, const std::vector<std::int64_t>& strides, const RangesArg& ranges) {
   std::vector<const void*> p;
   p.reserve(args.size());
   for (std::uintptr_t a : args) p.push_back(reinterpret_cast<const void*>(a));
   const kmr::DType dt = parse_dtype(dtype);
+  RunExtras e;
+  make_extras(&e, nbatch, strides, ranges);
   py::gil_scoped_release release;
-  g.run_cuda(dt, p.data(), p.size(), nx, ny, reinterpret_cast<void*>(out), device, reinterpret_cast<void*>(stream));
+  g.run_cuda(dt, p.data(), p.size(), nx, ny, reinterpret_cast<void*>(out), device, reinterpret_cast<void*>(stream),
+             e.options);
 }
 
 // CUDA on host pointers: copied to GPU `device` and back.
 void run_cuda_host_pointers(const kmr::Genred& g, const std::string& dtype, const std::vector<std::uintptr_t>& args,
-                            std::int64_t nx, std::int64_t ny, std::uintptr_t out, int device) {
+                            std::int64_t nx, std::int64_t ny, std::uintptr_t out, int device, std::int64_t nbatch,
+                            const std::vector<std::int64_t>& strides, const RangesArg& ranges) {
   std::vector<const void*> p;
   p.reserve(args.size());
   for (std::uintptr_t a : args) p.push_back(reinterpret_cast<const void*>(a));
   const kmr::DType dt = parse_dtype(dtype);
+  RunExtras e;
+  make_extras(&e, nbatch, strides, ranges);
   py::gil_scoped_release release;
-  g.run_cuda_host(dt, p.data(), p.size(), nx, ny, reinterpret_cast<void*>(out), device);
+  g.run_cuda_host(dt, p.data(), p.size(), nx, ny, reinterpret_cast<void*>(out), device, e.options);
 }
 
 kmr::Genred make_genred(const std::string& formula, const std::vector<std::string>& aliases,
@@ -82,12 +126,19 @@ void init_genred(py::module_& m) {
       .def("is_precompiled", [](const kmr::Genred& g, const std::string& d) { return g.is_precompiled(parse_dtype(d)); })
       .def("prepare", [](const kmr::Genred& g, const std::string& d) { return g.prepare(parse_dtype(d)); })
       .def("run", &run_pointers, py::arg("dtype"), py::arg("args"), py::arg("nx"), py::arg("ny"), py::arg("out"),
-           "Runs on raw data pointers (contiguous, row-major); releases the GIL.")
+           py::arg("nbatch") = 1, py::arg("batch_strides") = std::vector<std::int64_t>{},
+           py::arg("ranges") = RangesArg{},
+           "Runs on raw data pointers (contiguous, row-major); releases the GIL. nbatch/batch_strides (values per "
+           "argument, 0: broadcast): batches; ranges: KeOps's 6 arrays as (pointer to host int64, rows) pairs.")
       .def("run_cuda", &run_cuda_pointers, py::arg("dtype"), py::arg("args"), py::arg("nx"), py::arg("ny"),
-           py::arg("out"), py::arg("device"), py::arg("stream"),
-           "Queues the kernel on CUDA device pointers of GPU `device`, on `stream` (an integer CUstream).")
+           py::arg("out"), py::arg("device"), py::arg("stream"), py::arg("nbatch") = 1,
+           py::arg("batch_strides") = std::vector<std::int64_t>{}, py::arg("ranges") = RangesArg{},
+           "Queues the kernel on CUDA device pointers of GPU `device`, on `stream` (an integer CUstream); ranges "
+           "stay host memory.")
       .def("run_cuda_host", &run_cuda_host_pointers, py::arg("dtype"), py::arg("args"), py::arg("nx"), py::arg("ny"),
-           py::arg("out"), py::arg("device"), "Runs on GPU `device` from host pointers (copies in and out).")
+           py::arg("out"), py::arg("device"), py::arg("nbatch") = 1,
+           py::arg("batch_strides") = std::vector<std::int64_t>{}, py::arg("ranges") = RangesArg{},
+           "Runs on GPU `device` from host pointers (copies in and out).")
       .def("is_precompiled_cuda", [](const kmr::Genred& g, const std::string& d) {
         return g.is_precompiled_cuda(parse_dtype(d));
       })

@@ -93,6 +93,10 @@ void launch(const LaunchRequest& r) {
   shape.max_threads = k.max_threads;
   shape.sms = device_attribute(r.device, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
   shape.max_grid_y = device_attribute(r.device, CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Y);
+  shape.nbatch = r.nbatch;
+  if (r.nbatch > device_attribute(r.device, CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Z))
+    throw Error(ErrorKind::Value, "pykmr: " + std::to_string(r.nbatch) +
+                                      " batches are more than one GPU launch takes (" + r.what + ")");
   LaunchPlan plan = plan_block(shape);
   if (!plan.error.empty()) throw Error(ErrorKind::Value, "pykmr: " + r.what + ": " + plan.error);
   int occupancy = 1;
@@ -100,28 +104,51 @@ void launch(const LaunchRequest& r) {
       occupancy < 1)
     occupancy = 1;
   shape.blocks_per_sm = occupancy;
+  std::vector<long long> blocks;
+  if (!r.slices.empty()) {
+    blocks = sparse_blocks(r.ranges, r.slices, r.nx, plan.block);
+    shape.sparse_blocks = static_cast<long long>(blocks.size() / 4);
+  }
   plan = plan_launch(shape);
   if (plan.blocks_x > device_attribute(r.device, CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X))
     throw Error(ErrorKind::Value, "pykmr: too many rows for one GPU launch in " + r.what);
 
   kmr_cuda_params prm = plan_params(shape, plan);
   for (std::size_t a = 0; a < r.args.size(); ++a) prm.args[a] = r.args[a];
+  for (std::size_t a = 0; a < r.batch_strides.size(); ++a) prm.batch_stride[a] = r.batch_strides[a];
   prm.out = r.out;
 
   const bool async = stream_ordered_alloc(r.device);
-  const std::size_t part_rows = prm.use_partials ? std::size_t(plan.chunks) * std::size_t(r.nx) : 0;
+  // The block table and the j intervals, copied from host memory (pageable: the copy has read them on return).
+  DeviceBuffer blocks_d(blocks.size() * 8, stream, async);
+  DeviceBuffer red_d(blocks.empty() ? 0 : r.redranges.size() * 8, stream, async);
+  if (!blocks.empty()) {
+    check(api.cuMemcpyHtoDAsync(reinterpret_cast<CUdeviceptr>(blocks_d.get()), blocks.data(), blocks.size() * 8,
+                                stream),
+          "cuMemcpyHtoDAsync");
+    if (!r.redranges.empty())
+      check(api.cuMemcpyHtoDAsync(reinterpret_cast<CUdeviceptr>(red_d.get()), r.redranges.data(),
+                                  r.redranges.size() * 8, stream),
+            "cuMemcpyHtoDAsync");
+    prm.blocks = static_cast<const long long*>(blocks_d.get());
+    prm.redranges = static_cast<const long long*>(red_d.get());
+  }
+  const std::size_t part_rows =
+      prm.use_partials ? std::size_t(plan.chunks) * std::size_t(r.nx) * std::size_t(prm.nbatch) : 0;
   DeviceBuffer part_acc(part_rows * std::size_t(plan.acc_slots) * shape.acc_bytes, stream, async);
   DeviceBuffer part_idx(part_rows * std::size_t(plan.idx_slots) * 8, stream, async);
   prm.part_acc = part_acc.get();
   prm.part_idx = static_cast<long long*>(part_idx.get());
 
   void* params[] = {&prm};
-  check(api.cuLaunchKernel(k.reduce, static_cast<unsigned>(plan.blocks_x), static_cast<unsigned>(plan.chunks), 1,
+  check(api.cuLaunchKernel(k.reduce, static_cast<unsigned>(plan.blocks_x), static_cast<unsigned>(plan.chunks),
+                           static_cast<unsigned>(prm.nbatch),
                            static_cast<unsigned>(plan.block), 1, 1, static_cast<unsigned>(plan.smem), stream, params,
                            nullptr),
         "cuLaunchKernel (map-reduce)");
+  const long long merge_blocks = ceil_div(prm.nbatch * r.nx, plan.block);
   if (prm.use_partials)
-    check(api.cuLaunchKernel(k.merge, static_cast<unsigned>(plan.blocks_x), 1, 1, static_cast<unsigned>(plan.block), 1,
+    check(api.cuLaunchKernel(k.merge, static_cast<unsigned>(merge_blocks), 1, 1, static_cast<unsigned>(plan.block), 1,
                              1, 0, stream, params, nullptr),
           "cuLaunchKernel (merge)");
 }
@@ -143,7 +170,8 @@ void launch_host(LaunchRequest r) {
       r.args[a] = nullptr;
     }
   }
-  const std::size_t out_bytes = std::size_t(r.nx) * std::size_t(r.out_dim) * value_bytes(r.spec.dtype);
+  const std::size_t out_bytes =
+      std::size_t(r.nbatch) * std::size_t(r.nx) * std::size_t(r.out_dim) * value_bytes(r.spec.dtype);
   DeviceBuffer out(out_bytes, stream, async);
   void* host_out = r.out;
   r.out = out.get();

@@ -24,6 +24,9 @@ struct LaunchRequest {
   int out_dim = 0;
   int device = 0;
   void* stream = nullptr;          // a CUstream of `device`'s primary context; null: the default stream
+  std::int64_t nbatch = 1;                 // batches: out is [nbatch, nx, out_dim]
+  std::vector<std::int64_t> batch_strides;  // canonical order, values between batches (0: shared); empty: none
+  std::vector<std::int64_t> ranges, slices, redranges;  // KeOps's triple of the kernel's rows (host); empty: dense
 };
 
 // args and out are device memory of r.device. Asynchronous on r.stream.

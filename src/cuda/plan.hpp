@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kmr/exec/cuda_abi.h"
 
@@ -13,6 +14,8 @@ namespace cuda {
 
 struct LaunchShape {  // what the plan needs to know
   std::int64_t nx = 0, ny = 0;
+  std::int64_t nbatch = 1;    // batches (grid z): no split-j
+  std::int64_t sparse_blocks = 0;  // > 0: block-sparse, this many row blocks (grid x), no split-j
   int dj = 0;                 // total dim of the j-variables
   int dimf = 1;               // dim of the evaluated formula
   bool runtime_k = false;     // KMin-like reduction
@@ -63,7 +66,8 @@ inline LaunchPlan plan_block(const LaunchShape& s) {
 inline LaunchPlan plan_launch(const LaunchShape& s) {
   LaunchPlan p = plan_block(s);
   if (!p.error.empty()) return p;
-  p.blocks_x = ceil_div(s.nx, p.block);
+  p.blocks_x = s.sparse_blocks > 0 ? s.sparse_blocks : ceil_div(s.nx, p.block);
+  const bool may_split = s.nbatch <= 1 && s.sparse_blocks == 0;
   p.acc_in_partials = s.runtime_k && s.k > KMR_CUDA_KMIN_LOCAL;
   p.acc_slots = std::max<long long>(2LL * s.dimf + 2, s.k * s.dimf);
   p.idx_slots = std::max<long long>(s.dimf, s.k * s.dimf);
@@ -71,7 +75,7 @@ inline LaunchPlan plan_launch(const LaunchShape& s) {
   constexpr long long kMinTilesPerChunk = 2;
   const long long capacity = 2LL * std::max(1, s.sms) * std::max(1, s.blocks_per_sm);
   p.chunks = 1;
-  if (p.blocks_x < capacity && s.ny >= 2 * kMinTilesPerChunk * p.tile_rows) {
+  if (may_split && p.blocks_x < capacity && s.ny >= 2 * kMinTilesPerChunk * p.tile_rows) {
     p.chunks = std::min(ceil_div(capacity, p.blocks_x), s.ny / (kMinTilesPerChunk * p.tile_rows));
     p.chunks = std::min(p.chunks, s.max_grid_y);
     const long long by_mem = static_cast<long long>(s.max_partial_bytes / (std::size_t(s.nx) * row_partial));
@@ -87,9 +91,29 @@ inline LaunchPlan plan_launch(const LaunchShape& s) {
 }
 
 // The kernel parameters of a plan (args and buffers filled by the caller).
+// Block-sparse ranges as rows of blocks (row0, row1, red0, red1) of at most `block` rows each, covering
+// [0, nx): the blocks of KeOps's ranges (sorted, disjoint, checked by the caller) and the gaps between them
+// (empty lists: their rows get the finalized empty accumulator).
+inline std::vector<long long> sparse_blocks(const std::vector<std::int64_t>& ranges,
+                                            const std::vector<std::int64_t>& slices, std::int64_t nx, int block) {
+  std::vector<long long> out;
+  auto add = [&](long long r0, long long r1, long long s0, long long s1) {
+    for (long long r = r0; r < r1; r += block) out.insert(out.end(), {r, std::min<long long>(r + block, r1), s0, s1});
+  };
+  long long covered = 0;
+  for (std::size_t k = 0; k < slices.size(); ++k) {
+    add(covered, ranges[2 * k], 0, 0);
+    add(ranges[2 * k], ranges[2 * k + 1], k == 0 ? 0 : slices[k - 1], slices[k]);
+    covered = std::max<long long>(covered, ranges[2 * k + 1]);
+  }
+  add(covered, nx, 0, 0);
+  return out;
+}
+
 inline kmr_cuda_params plan_params(const LaunchShape& s, const LaunchPlan& p) {
   kmr_cuda_params prm{};
   prm.nx = s.nx;
+  prm.nbatch = s.nbatch > 1 ? s.nbatch : 1;
   prm.ny = s.ny;
   prm.k = s.k;
   prm.j_per_chunk = p.j_per_chunk;

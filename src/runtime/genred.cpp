@@ -34,6 +34,45 @@ void check_options(const GenredOptions& o) {
                 "kmr: sum_scheme must be 'auto', 'block', 'direct' or 'kahan', got '" + s + "'");
 }
 
+// The kernel's side of RunOptions: the ranges triple of its rows (by axis), batch strides in canonical order.
+struct KernelRun {
+  std::int64_t nbatch = 1;
+  std::vector<std::int64_t> strides;  // canonical order; empty when nbatch == 1
+  std::int64_t nranges = 0;
+  const std::int64_t* ranges = nullptr;
+  const std::int64_t* slices = nullptr;
+  const std::int64_t* redranges = nullptr;
+};
+
+// Checks one triple of KeOps's ranges against `rows` output rows and `reduced` reduced rows.
+void check_ranges(const std::string& what, const std::string& rn, const std::string& sn, const std::string& redn,
+                  const std::int64_t* ranges, const std::int64_t* slices, const std::int64_t* red,
+                  std::int64_t nranges, std::int64_t nred, std::int64_t rows, std::int64_t reduced) {
+  auto fail = [&](const std::string& m) { throw Error(ErrorKind::Value, "kmr: ranges of " + what + ": " + m); };
+  if (nranges < 0 || nred < 0) fail("negative sizes");
+  if ((nranges > 0 && (!ranges || !slices)) || (nred > 0 && !red)) fail("null pointer");
+  std::int64_t prev_end = 0, prev_slice = 0;
+  for (std::int64_t k = 0; k < nranges; ++k) {
+    const std::int64_t a = ranges[2 * k], b = ranges[2 * k + 1], sl = slices[k];
+    const std::string at = rn + "[" + std::to_string(k) + "] = [" + std::to_string(a) + ", " + std::to_string(b) + ")";
+    if (a < 0 || b < a || b > rows)
+      fail(at + " is not a range of [0, " + std::to_string(rows) + ") (the output rows)");
+    if (a < prev_end) fail(at + " starts before the end of the previous block (" + std::to_string(prev_end) +
+                           "): blocks must be sorted and disjoint");
+    if (sl < prev_slice || sl > nred)
+      fail(sn + "[" + std::to_string(k) + "] = " + std::to_string(sl) + " must be non-decreasing and at most " +
+           std::to_string(nred) + " (the rows of " + redn + ")");
+    prev_end = b;
+    prev_slice = sl;
+  }
+  for (std::int64_t l = 0; l < nred; ++l) {
+    const std::int64_t a = red[2 * l], b = red[2 * l + 1];
+    if (a < 0 || b < a || b > reduced)
+      fail(redn + "[" + std::to_string(l) + "] = [" + std::to_string(a) + ", " + std::to_string(b) +
+           ") is not a range of [0, " + std::to_string(reduced) + ") (the reduced rows)");
+  }
+}
+
 }  // namespace
 
 struct Genred::Impl {
@@ -53,8 +92,9 @@ struct Genred::Impl {
 
   bool check_call(const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny, const void* out,
                   std::vector<const void*>* canonical) const;
+  KernelRun kernel_run(const RunOptions& o, std::size_t nargs, std::int64_t nx, std::int64_t ny) const;
   cuda::LaunchRequest cuda_request(DType dtype, std::vector<const void*> canonical, std::int64_t nx, std::int64_t ny,
-                                   void* out, int device) const;
+                                   void* out, int device, const KernelRun& kr) const;
 
   KernelSpec spec(DType dtype) const {
     KernelSpec s;
@@ -187,11 +227,62 @@ bool Genred::Impl::check_call(const void* const* args, std::size_t nargs, std::i
   return true;
 }
 
+KernelRun Genred::Impl::kernel_run(const RunOptions& o, std::size_t nargs, std::int64_t nx, std::int64_t ny) const {
+  KernelRun kr;
+  if (o.nbatch < 1) throw Error(ErrorKind::Value, "kmr: nbatch must be >= 1, got " + std::to_string(o.nbatch));
+  kr.nbatch = o.nbatch;
+  if (o.nbatch > 1) {
+    if (o.batch_strides.size() != nargs)
+      throw Error(ErrorKind::Value, "kmr: " + description + ": " + std::to_string(o.batch_strides.size()) +
+                                        " batch strides for " + std::to_string(nargs) + " arguments");
+    for (std::int64_t st : o.batch_strides)
+      if (st < 0) throw Error(ErrorKind::Value, "kmr: negative batch stride in " + description);
+    kr.strides.resize(formula.user_pos.size());
+    for (std::size_t p = 0; p < kr.strides.size(); ++p) kr.strides[p] = o.batch_strides[formula.user_pos[p]];
+  }
+  if (o.ranges) {
+    if (o.nbatch > 1)
+      throw Error(ErrorKind::Value, "kmr: " + description +
+                                        ": block-sparse ranges are not supported with batch dimensions (as KeOps)");
+    const BlockRanges& r = *o.ranges;
+    const std::int64_t rows = axis == 1 ? nx : ny, reduced = axis == 1 ? ny : nx;
+    if (axis == 1) {
+      check_ranges(description, "ranges_i", "slices_i", "redranges_j", r.ranges_i, r.slices_i, r.redranges_j,
+                   r.nranges_i, r.nredranges_j, rows, reduced);
+      kr.nranges = r.nranges_i;
+      kr.ranges = r.ranges_i;
+      kr.slices = r.slices_i;
+      kr.redranges = r.redranges_j;
+    } else {
+      check_ranges(description, "ranges_j", "slices_j", "redranges_i", r.ranges_j, r.slices_j, r.redranges_i,
+                   r.nranges_j, r.nredranges_i, rows, reduced);
+      kr.nranges = r.nranges_j;
+      kr.ranges = r.ranges_j;
+      kr.slices = r.slices_j;
+      kr.redranges = r.redranges_i;
+    }
+    // An empty list of blocks is a valid pattern (every row empty): the driver reads nranges = 0 as dense.
+    if (kr.nranges == 0) {
+      static const std::int64_t none[2] = {0, 0}, zero[1] = {0};
+      kr.nranges = 1;
+      kr.ranges = none;
+      kr.slices = zero;
+    }
+  }
+  return kr;
+}
+
 void Genred::run(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
                  void* out) const {
+  run(dtype, args, nargs, nx, ny, out, RunOptions{});
+}
+
+void Genred::run(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
+                 void* out, const RunOptions& options) const {
   const Impl& g = *impl_;
   std::vector<const void*> canonical;
   if (!g.check_call(args, nargs, nx, ny, out, &canonical)) return;
+  const KernelRun kr = g.kernel_run(options, nargs, nx, ny);
 
   kmr_kernel_call call{};
   call.abi_version = KMR_KERNEL_ABI_VERSION;
@@ -203,12 +294,18 @@ void Genred::run(DType dtype, const void* const* args, std::size_t nargs, std::i
   call.parallel_for = &cpu::parallel_for;
   call.pool = cpu::default_pool();
   call.num_threads = cpu::num_threads();
+  call.nbatch = kr.nbatch;
+  call.batch_stride = kr.strides.empty() ? nullptr : kr.strides.data();
+  call.nranges = kr.nranges;
+  call.ranges = kr.ranges;
+  call.slices = kr.slices;
+  call.redranges = kr.redranges;
   const kmr_kernel_fn fn = g.kernel(dtype);
   if (fn(&call) != 0) throw Error(ErrorKind::Runtime, "kmr: kernel failed for " + g.description);
 }
 
 cuda::LaunchRequest Genred::Impl::cuda_request(DType dtype, std::vector<const void*> canonical, std::int64_t nx,
-                                               std::int64_t ny, void* out, int device) const {
+                                               std::int64_t ny, void* out, int device, const KernelRun& kr) const {
   cuda::LaunchRequest r;
   r.spec = spec(dtype);
   r.what = description + " [" + r.spec.dtype + "]";
@@ -225,6 +322,16 @@ cuda::LaunchRequest Genred::Impl::cuda_request(DType dtype, std::vector<const vo
     const std::int64_t n = v.cat == 0 ? r.nx : v.cat == 1 ? r.ny : 1;
     r.bytes.push_back(std::size_t(n) * std::size_t(v.dim) * tb);
   }
+  r.nbatch = kr.nbatch;
+  r.batch_strides = kr.strides;
+  for (std::size_t p = 0; p < r.batch_strides.size(); ++p)  // the host-copy path copies every batch
+    if (r.batch_strides[p] > 0) r.bytes[p] = std::size_t(kr.nbatch) * std::size_t(r.batch_strides[p]) * tb;
+  if (kr.nranges > 0) {
+    r.ranges.assign(kr.ranges, kr.ranges + 2 * kr.nranges);
+    r.slices.assign(kr.slices, kr.slices + kr.nranges);
+    const std::int64_t nred = kr.slices[kr.nranges - 1];
+    r.redranges.assign(kr.redranges, kr.redranges + 2 * nred);
+  }
   r.args = std::move(canonical);
   r.out = out;
   r.out_dim = out_dim;
@@ -234,20 +341,32 @@ cuda::LaunchRequest Genred::Impl::cuda_request(DType dtype, std::vector<const vo
 
 void Genred::run_cuda(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
                       void* out, int device, void* stream) const {
+  run_cuda(dtype, args, nargs, nx, ny, out, device, stream, RunOptions{});
+}
+
+void Genred::run_cuda(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
+                      void* out, int device, void* stream, const RunOptions& options) const {
   const Impl& g = *impl_;
   std::vector<const void*> canonical;
   if (!g.check_call(args, nargs, nx, ny, out, &canonical)) return;
-  cuda::LaunchRequest r = g.cuda_request(dtype, std::move(canonical), nx, ny, out, device);
+  const KernelRun kr = g.kernel_run(options, nargs, nx, ny);
+  cuda::LaunchRequest r = g.cuda_request(dtype, std::move(canonical), nx, ny, out, device, kr);
   r.stream = stream;
   cuda::launch(r);
 }
 
 void Genred::run_cuda_host(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
                            void* out, int device) const {
+  run_cuda_host(dtype, args, nargs, nx, ny, out, device, RunOptions{});
+}
+
+void Genred::run_cuda_host(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
+                           void* out, int device, const RunOptions& options) const {
   const Impl& g = *impl_;
   std::vector<const void*> canonical;
   if (!g.check_call(args, nargs, nx, ny, out, &canonical)) return;
-  cuda::launch_host(g.cuda_request(dtype, std::move(canonical), nx, ny, out, device));
+  const KernelRun kr = g.kernel_run(options, nargs, nx, ny);
+  cuda::launch_host(g.cuda_request(dtype, std::move(canonical), nx, ny, out, device, kr));
 }
 
 std::string Genred::prepare_cuda(DType dtype, int arch, bool force_nvrtc) const {

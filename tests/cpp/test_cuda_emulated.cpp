@@ -79,22 +79,23 @@ using kmr::cuda::LaunchShape;
 
 using Kernel = void (*)(kmr_cuda_params);
 
-// Runs grid (gx, gy) of `block` threads, one block at a time.
-void emulate(Kernel k, kmr_cuda_params prm, long long gx, long long gy, int block) {
+// Runs grid (gx, gy, gz) of `block` threads, one block at a time.
+void emulate(Kernel k, kmr_cuda_params prm, long long gx, long long gy, int block, long long gz = 1) {
   blockDim = {unsigned(block), 1, 1};
-  gridDim = {unsigned(gx), unsigned(gy), 1};
-  for (long long by = 0; by < gy; ++by)
-    for (long long bx = 0; bx < gx; ++bx) {
-      kmr_barrier.reset(block);
-      std::vector<std::thread> threads;
-      for (int t = 0; t < block; ++t)
-        threads.emplace_back([=] {
-          threadIdx = {unsigned(t), 0, 0};
-          blockIdx = {unsigned(bx), unsigned(by), 0};
-          k(prm);
-        });
-      for (auto& th : threads) th.join();
-    }
+  gridDim = {unsigned(gx), unsigned(gy), unsigned(gz)};
+  for (long long bz = 0; bz < gz; ++bz)
+    for (long long by = 0; by < gy; ++by)
+      for (long long bx = 0; bx < gx; ++bx) {
+        kmr_barrier.reset(block);
+        std::vector<std::thread> threads;
+        for (int t = 0; t < block; ++t)
+          threads.emplace_back([=] {
+            threadIdx = {unsigned(t), 0, 0};
+            blockIdx = {unsigned(bx), unsigned(by), unsigned(bz)};
+            k(prm);
+          });
+        for (auto& th : threads) th.join();
+      }
 }
 
 template <class F, class R, class T, int S>
@@ -272,4 +273,216 @@ TEST(CudaEmulated, PlanShapes) {
   s.dj = 3;
   s.max_threads = 200;  // register-limited kernel: a multiple of 32
   EXPECT_EQ(kmr::cuda::plan_launch(s).block, 192);
+}
+
+// ---- batches and block-sparse ranges: both drivers against a scalar loop ----------------------------------
+namespace {
+
+// A call with batches (arg p of batch b at args[p] + b * strides[p]) and/or KeOps's ranges for the kernel's rows.
+struct SparseCase {
+  long long nx, ny, nbatch;
+  int max_threads;
+  std::vector<std::int64_t> ranges, slices, redranges;  // empty: dense
+  long long k = 1;
+};
+
+// Scalar reference: each row of each batch, init, accumulate over its allowed j in increasing order, finalize.
+template <class F, class R, class T>
+std::vector<T> reference(const SparseCase& c, const std::vector<const T*>& args, const std::vector<std::int64_t>& st) {
+  constexpr kmr::VarTable tab = kmr::var_table<F>();
+  R red{};
+  red.k = int(c.k);
+  std::vector<T> out(std::size_t(c.nbatch * c.nx * red.out_dim()));
+  std::vector<char> allowed(std::size_t(c.nx * c.ny), c.slices.empty() ? 1 : 0);
+  for (std::size_t k = 0; k < c.slices.size(); ++k)
+    for (long long s = k == 0 ? 0 : c.slices[k - 1]; s < c.slices[k]; ++s)
+      for (long long i = c.ranges[2 * k]; i < c.ranges[2 * k + 1]; ++i)
+        for (long long j = c.redranges[2 * s]; j < c.redranges[2 * s + 1]; ++j) allowed[std::size_t(i * c.ny + j)] = 1;
+  std::vector<typename kmr::cpu_detail::RedTraits<R>::acc_type> acc(std::size_t(red.acc_dim()));
+  std::vector<long long> idx(std::size_t(red.idx_dim() > 0 ? red.idx_dim() : 1));
+  for (long long b = 0; b < c.nbatch; ++b)
+    for (long long i = 0; i < c.nx; ++i) {
+      red.init(acc.data(), idx.data());
+      for (long long j = 0; j < c.ny; ++j) {
+        if (!allowed[std::size_t(i * c.ny + j)]) continue;
+        const T* v[tab.n > 0 ? tab.n : 1];
+        for (int p = 0; p < tab.n; ++p) {
+          const long long row = tab.cat[p] == 0 ? i : tab.cat[p] == 1 ? j : 0;
+          v[p] = args[p] + b * st[p] + row * tab.dim[p];
+        }
+        T f[F::DIM];
+        F::template eval<T>(f, v);
+        red.template accumulate<T>(acc.data(), idx.data(), f, j);
+      }
+      red.template finalize<T>(out.data() + (b * c.nx + i) * red.out_dim(), acc.data(), idx.data());
+    }
+  return out;
+}
+
+template <class T>
+void expect_close(const std::vector<T>& got, const std::vector<T>& want, double tol, const char* what) {
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t e = 0; e < want.size(); ++e) {
+    if (std::isnan(double(want[e]))) {
+      EXPECT_TRUE(std::isnan(double(got[e]))) << what << " at " << e;
+    } else if (std::isinf(double(want[e]))) {
+      EXPECT_EQ(got[e], want[e]) << what << " at " << e;
+    } else {
+      EXPECT_NEAR(double(got[e]), double(want[e]), tol * (1 + std::fabs(double(want[e])))) << what << " at " << e;
+    }
+  }
+}
+
+template <class F, template <class, int> class Red, class T>
+void check_sparse(const SparseCase& c, const char* what, double tol) {
+  using R = Red<T, F::DIM>;
+  constexpr kmr::VarTable tab = kmr::var_table<F>();
+  std::mt19937 gen(7);
+  std::uniform_real_distribution<double> unif(-1, 1);
+  std::vector<std::vector<T>> data(tab.n);
+  std::vector<const T*> targs(tab.n);
+  std::vector<const void*> args(tab.n);
+  std::vector<std::int64_t> strides(tab.n);
+  int dj = 0;
+  for (int p = 0; p < tab.n; ++p) {
+    const long long rows = tab.cat[p] == 0 ? c.nx : tab.cat[p] == 1 ? c.ny : 1;
+    // the last variable is shared by every batch (broadcast), the others have one copy per batch
+    const bool shared = p == tab.n - 1;
+    strides[p] = shared || c.nbatch == 1 ? 0 : rows * tab.dim[p];
+    data[p].resize(std::size_t((shared ? 1 : c.nbatch) * rows * tab.dim[p]));
+    for (auto& v : data[p]) v = T(unif(gen));
+    targs[p] = data[p].data();
+    args[p] = data[p].data();
+    if (tab.cat[p] == 1) dj += tab.dim[p];
+  }
+  const std::vector<T> want = reference<F, R, T>(c, targs, strides);
+  R red{};
+  red.k = int(c.k);
+  const std::size_t nout = std::size_t(c.nbatch * c.nx * red.out_dim());
+  SCOPED_TRACE(::testing::Message() << what << " nx=" << c.nx << " ny=" << c.ny << " nbatch=" << c.nbatch
+                                    << " blocks=" << c.slices.size());
+
+  // CPU driver, one thread and several (the thread pool is libkmr's: here a serial parallel_for)
+  std::vector<T> cpu(nout, T(-12345));
+  kmr_kernel_call call{};
+  call.abi_version = KMR_KERNEL_ABI_VERSION;
+  call.nx = c.nx;
+  call.ny = c.ny;
+  call.k = c.k;
+  call.args = args.data();
+  call.out = cpu.data();
+  call.nbatch = c.nbatch;
+  call.batch_stride = strides.data();
+  call.nranges = std::int64_t(c.slices.size());
+  call.ranges = c.ranges.data();
+  call.slices = c.slices.data();
+  call.redranges = c.redranges.data();
+  call.parallel_for = [](void*, int64_t n, void (*task)(void*, int64_t), void* ctx) {
+    for (int64_t t = n - 1; t >= 0; --t) task(ctx, t);  // any order
+  };
+  call.num_threads = 3;
+  ASSERT_EQ((kmr::run_cpu<F, R, T>(&call)), 0);
+  expect_close(cpu, want, tol, "cpu");
+
+  // emulated GPU
+  LaunchShape s;
+  s.nx = c.nx;
+  s.ny = c.ny;
+  s.nbatch = c.nbatch;
+  s.dj = dj;
+  s.dimf = F::DIM;
+  s.runtime_k = kmr::cuda_detail::RedInfo<R>::RUNTIME_K;
+  s.k = c.k;
+  s.value_bytes = s.acc_bytes = sizeof(T);
+  s.max_threads = c.max_threads;
+  s.sms = 8;
+  s.max_tile_bytes = sizeof(kmr::cuda_detail::kmr_shared);
+  std::vector<long long> blocks;
+  if (!c.slices.empty()) {
+    blocks = kmr::cuda::sparse_blocks(c.ranges, c.slices, c.nx, kmr::cuda::plan_block(s).block);
+    s.sparse_blocks = static_cast<long long>(blocks.size() / 4);
+  }
+  const LaunchPlan p = kmr::cuda::plan_launch(s);
+  ASSERT_TRUE(p.error.empty()) << p.error;
+  ASSERT_EQ(p.chunks, 1);
+  kmr_cuda_params prm = kmr::cuda::plan_params(s, p);
+  for (int q = 0; q < tab.n; ++q) {
+    prm.args[q] = args[q];
+    prm.batch_stride[q] = strides[q];
+  }
+  std::vector<long long> red_ll(c.redranges.begin(), c.redranges.end());
+  prm.blocks = blocks.empty() ? nullptr : blocks.data();
+  prm.redranges = red_ll.data();
+  std::vector<T> gpu(nout, T(-12345));
+  prm.out = gpu.data();
+  const std::size_t rows = p.use_partials ? std::size_t(c.nbatch * c.nx) : 0;
+  std::vector<T> part_acc(rows * std::size_t(p.acc_slots));
+  std::vector<long long> part_idx(rows * std::size_t(p.idx_slots));
+  prm.part_acc = part_acc.data();
+  prm.part_idx = part_idx.data();
+  emulate(&map_reduce_entry<F, R, T, 1>, prm, p.blocks_x, 1, p.block,
+          blocks.empty() ? c.nbatch : 1);
+  if (p.use_partials) emulate(&merge_entry<F, R, T>, prm, (c.nbatch * c.nx + p.block - 1) / p.block, 1, p.block);
+  expect_close(gpu, want, tol, "emulated gpu");
+}
+
+// Blocks: rows [0,3) none, [3,10) two intervals, [10,12) an empty list, [12,20) an empty interval and one
+// reaching the end, rows [20,25) in no block.
+SparseCase sparse_case() {
+  return {25, 40, 1, 8, {3, 10, 10, 12, 12, 20}, {2, 2, 4}, {0, 5, 17, 30, 8, 8, 33, 40}, 3};
+}
+
+}  // namespace
+
+TEST(RangesAndBatches, CpuAndEmulatedGpuAgainstAScalarLoop) {
+  const SparseCase dense_batches{9, 30, 4, 8, {}, {}, {}, 3};
+  const SparseCase sparse = sparse_case();
+  SparseCase no_block = sparse;  // an empty pattern: one empty block, every row empty
+  no_block.ranges = {0, 0};
+  no_block.slices = {0};
+  no_block.redranges = {};
+  for (const SparseCase& c : {dense_batches, sparse, no_block}) {
+    check_sparse<Gauss, kmr::SumReduction, double>(c, "Sum Gauss", 1e-12);
+    check_sparse<Gauss, kmr::SumReduction, float>(c, "Sum Gauss float", 2e-5);
+    check_sparse<Vec, kmr::Min_ArgMinReduction, double>(c, "Min_ArgMin", kSelect);
+    check_sparse<SqD, kmr::ArgKMinReduction, double>(c, "ArgKMin", kSelect);
+    check_sparse<Scal, kmr::LogSumExpReduction, double>(c, "LogSumExp", 1e-12);
+    check_sparse<kmr::Concat<Scal, Vec>, kmr::SumSoftMaxWeightReduction, double>(c, "SumSoftMaxWeight", 1e-12);
+  }
+  SparseCase big_k = sparse;  // K above the GPU's local capacity: accumulators in the partials
+  big_k.k = KMR_CUDA_KMIN_LOCAL + 2;
+  big_k.ny = 80;
+  check_sparse<SqD, kmr::KMinReduction, double>(big_k, "KMin big K", kSelect);
+  SparseCase big_k_batches = dense_batches;
+  big_k_batches.k = KMR_CUDA_KMIN_LOCAL + 2;
+  big_k_batches.ny = 60;
+  check_sparse<SqD, kmr::ArgKMinReduction, double>(big_k_batches, "ArgKMin big K batches", kSelect);
+}
+
+TEST(RangesAndBatches, CpuDriverRejectsBadRanges) {
+  using R = kmr::SumReduction<double, 1>;
+  std::vector<double> x(10 * 3), y(8 * 3), out(10);
+  const void* args[2] = {x.data(), y.data()};
+  kmr_kernel_call call{};
+  call.abi_version = KMR_KERNEL_ABI_VERSION;
+  call.nx = 10;
+  call.ny = 8;
+  call.args = args;
+  call.out = out.data();
+  const std::int64_t ranges[] = {0, 11}, slices[] = {1}, red[] = {0, 8}, red_bad[] = {0, 9};
+  call.nranges = 1;
+  call.ranges = ranges;  // past nx
+  call.slices = slices;
+  call.redranges = red;
+  EXPECT_EQ((kmr::run_cpu<SqD, R, double>(&call)), kmr::KERNEL_BAD_CALL);
+  const std::int64_t ok[] = {0, 10};
+  call.ranges = ok;
+  EXPECT_EQ((kmr::run_cpu<SqD, R, double>(&call)), kmr::KERNEL_OK);
+  call.redranges = red_bad;  // past ny
+  EXPECT_EQ((kmr::run_cpu<SqD, R, double>(&call)), kmr::KERNEL_BAD_CALL);
+  call.redranges = red;
+  call.nbatch = 2;  // ranges with batches: refused
+  const std::int64_t st[] = {30, 24};
+  call.batch_stride = st;
+  EXPECT_EQ((kmr::run_cpu<SqD, R, double>(&call)), kmr::KERNEL_BAD_CALL);
 }

@@ -126,10 +126,10 @@ CASES = [
         r"argument 2 .* must be a torch.Tensor, got str",
     ),
     case(
-        "three_d",
-        lambda: conv(*args(x=torch.rand(2, N, 3, dtype=F64))),
+        "batch_dims_mismatch",
+        lambda: conv(*args(x=torch.rand(2, N, 3, dtype=F64), y=torch.rand(3, M, 3, dtype=F64))),
         ValueError,
-        r"argument 1 \('X = Vi\(3\)'\) is 3-D .*batch dimensions are not supported yet",
+        r"batch dims of the arguments do not broadcast \(dim 0 has sizes \[2, 3\]",
     ),
     case(
         "one_d_variable",
@@ -161,7 +161,7 @@ CASES = [
     *([] if torch.cuda.is_available() else [
         case("backend_gpu", lambda: conv(*args(), backend="GPU"), RuntimeError, "needs a CUDA GPU")]),
     case("backend_unknown", lambda: conv(*args(), backend="TPU"), ValueError, "backend must be"),
-    case("ranges", lambda: conv(*args(), ranges=(1, 2)), NotImplementedError, "ranges"),
+    case("ranges", lambda: conv(*args(), ranges=(1, 2)), TypeError, "ranges must be KeOps's 6-tuple"),
     case("out_shape", lambda: conv(*args(), out=torch.empty(N, 1, dtype=F64)), ValueError, "out= has shape"),
     # generic_*: the output alias
     case(

@@ -5,10 +5,14 @@
 // serves G rows), and the pack reducers (pack_reduce.hpp) keep lane-wise
 // partial results that merge into the reduction's scalar accumulators.
 //
-// Per call: the j-variables are transposed once into one zero-padded row per
-// component (vector loads). Tasks of call->parallel_for are tiles of i rows,
-// times chunks of j when there are too few rows to feed the threads (the
-// chunks' accumulators are then merged in chunk order). A task walks its rows
+// Per call: the j-variables are transposed once (per batch) into one
+// zero-padded row per component (vector loads). The rows are cut into
+// segments, each with its list of intervals of j: one segment [0, nx) x
+// [0, ny) per batch, or one per block of KeOps's ranges (rows in no block are
+// finalized empty, blocks of j in no list are never visited). Tasks of
+// call->parallel_for are tiles of a segment's rows, times chunks of j when
+// there are too few rows to feed the threads (dense calls only; the chunks'
+// accumulators are then merged in chunk order). A task walks its rows
 // in chunks of up to 64 rows; for each super-block of j, each tile of j (a few
 // tens of KB of transposed data, kept in cache while the chunk's rows pass
 // over it), each group of G rows, each block of 256 j: packs. Memory: O(1)
@@ -121,10 +125,23 @@ struct CpuRun {
   // States live over the task's whole range of j (else: one super-block).
   static constexpr bool RANGE_STATES = PR::LEVEL == FLUSH_RANGE || (PR::SUM_LIKE && !BLOCK);
 
+  // Rows [r0, r1) of batch b reduce over the intervals [ivals[2 s], ivals[2 s + 1]) for s in [s0, s1).
+  struct Segment {
+    int64_t b, r0, r1, s0, s1;
+  };
+  struct Task {
+    int64_t seg, i0, i1;
+  };
+
   Red red;
   const T* args[L::NV1];
+  int64_t bstride[L::NV1];  // elements from one batch to the next (0: broadcast)
   T* out;
   int64_t nx, ny;
+  std::vector<Segment> segs;
+  std::vector<Task> tasks;
+  const int64_t* ivals;
+  int64_t ytbatch;  // values of yt per batch (0: the j-variables do not depend on the batch)
   int64_t acc_dim, idx_dim, out_dim;
   int64_t rows_per_tile, jchunks, j_per_chunk, chunk_rows, tile_j;
   const T* yt;          // j-variables transposed: component c of row j at yt[c * ystride + j], zero padded
@@ -137,10 +154,10 @@ struct CpuRun {
   // against the GG rows of iv: evaluates F on it and feeds each row's state. The formula is
   // instantiated once; only the reducers' add has a masked version.
   template <int GG>
-  KMR_INLINE void step(const PR& pr, State* st, const P (*iv)[L::NIC1], const P* pv, int64_t j, P jrel,
-                       int nvalid) const {
+  KMR_INLINE void step(const PR& pr, const T* ytb, State* st, const P (*iv)[L::NIC1], const P* pv, int64_t j,
+                       P jrel, int nvalid) const {
     P jv[L::NJC1];
-    for (int c = 0; c < L::J.ncomp; ++c) jv[c] = P::load(yt + c * ystride + j);
+    for (int c = 0; c < L::J.ncomp; ++c) jv[c] = P::load(ytb + c * ystride + j);
     unroll(std::make_integer_sequence<int, GG>(), [&](auto r) {
       const P* v[L::NV1];
       for (int p = 0; p < L::NV; ++p)
@@ -159,14 +176,14 @@ struct CpuRun {
 
   // Rows past ilast (the last row of the chunk) repeat it, with states of their own that are never read.
   template <int GG>
-  KMR_FLATTEN void group(const PR& pr, int64_t i, int64_t ilast, int64_t t0, int64_t t1, int64_t sb, State* st_mem,
-                         const P* pv) const {
+  KMR_FLATTEN void group(const PR& pr, const T* const* a, const T* ytb, int64_t i, int64_t ilast, int64_t t0,
+                         int64_t t1, int64_t sb, State* st_mem, const P* pv) const {
     P iv[GG][L::NIC1];
     for (int r = 0; r < GG; ++r) {
       const int64_t ir = i + r < ilast ? i + r : ilast;
       for (int q = 0; q < L::I.n; ++q) {
         const int p = L::I.pos[q];
-        for (int c = 0; c < L::tab.dim[p]; ++c) iv[r][L::I.off[p] + c] = P(args[p][ir * L::tab.dim[p] + c]);
+        for (int c = 0; c < L::tab.dim[p]; ++c) iv[r][L::I.off[p] + c] = P(a[p][ir * L::tab.dim[p] + c]);
       }
     }
     State st[GG];
@@ -175,7 +192,7 @@ struct CpuRun {
       const int64_t jb1 = jb + BLOCK_J < t1 ? jb + BLOCK_J : t1;
       P jrel = P::iota(T(jb - sb));
       for (int64_t j = jb; j < jb1; j += LN) {
-        step<GG>(pr, st, iv, pv, j, jrel, jb1 - j < LN ? int(jb1 - j) : LN);
+        step<GG>(pr, ytb, st, iv, pv, j, jrel, jb1 - j < LN ? int(jb1 - j) : LN);
         jrel += P(T(LN));
       }
       if constexpr (BLOCK_ENDS)
@@ -184,12 +201,39 @@ struct CpuRun {
     for (int r = 0; r < GG; ++r) st_mem[r] = st[r];
   }
 
+  // Reduces the rows [c0, c0 + nr) (states st, ng of them in groups) over j in [j0, j1).
+  void reduce_interval(const PR& pr, const T* const* a, const T* ytb, const P* pv, int64_t c0, int64_t nr,
+                       int64_t ng, int64_t j0, int64_t j1, State* states, RowSlots<TA>* rows) const {
+    if (j1 <= j0) return;
+    if constexpr (RANGE_STATES)
+      for (int64_t r = 0; r < ng; ++r) pr.init(states[r], rows[r]);
+    for (int64_t sb = j0; sb < j1; sb += SUPER_J) {
+      const int64_t sb1 = sb + SUPER_J < j1 ? sb + SUPER_J : j1;
+      if constexpr (!RANGE_STATES)
+        for (int64_t r = 0; r < ng; ++r) pr.init(states[r], rows[r]);
+      for (int64_t t0 = sb; t0 < sb1; t0 += tile_j) {
+        const int64_t t1 = t0 + tile_j < sb1 ? t0 + tile_j : sb1;
+        for (int64_t r = 0; r < nr; r += G) group<G>(pr, a, ytb, c0 + r, c0 + nr - 1, t0, t1, sb, &states[r], pv);
+      }
+      if constexpr (!RANGE_STATES)
+        for (int64_t r = 0; r < nr; ++r) pr.flush(states[r], rows[r].acc, rows[r].idx, sb);
+    }
+    if constexpr (RANGE_STATES)
+      for (int64_t r = 0; r < nr; ++r) pr.flush(states[r], rows[r].acc, rows[r].idx, j0);
+  }
+
   void run_task(int64_t t) {
-    const int64_t tile = t / jchunks, chunk = t % jchunks;
-    const int64_t i0 = tile * rows_per_tile, i1 = i0 + rows_per_tile < nx ? i0 + rows_per_tile : nx;
-    const int64_t j0 = chunk * j_per_chunk, j1 = j0 + j_per_chunk < ny ? j0 + j_per_chunk : ny;
+    const Task& task = tasks[std::size_t(t / jchunks)];
+    const Segment& seg = segs[std::size_t(task.seg)];
+    const int64_t chunk = t % jchunks;
+    const int64_t i0 = task.i0, i1 = task.i1;
     const int64_t R = chunk_rows;
     const PR pr{red};
+    // This batch's arguments and transposed j-variables.
+    const T* a[L::NV1];
+    for (int p = 0; p < L::NV; ++p) a[p] = args[p] ? args[p] + seg.b * bstride[p] : nullptr;
+    const T* ytb = yt ? yt + seg.b * ytbatch : nullptr;
+    T* outb = out + seg.b * nx * out_dim;
     // Per row of a chunk (and up to G - 1 rows more, that fill the last group): its accumulator,
     // two scratch ones for the reducer, its state.
     const int64_t RG = R + G - 1;
@@ -198,44 +242,37 @@ struct CpuRun {
     std::vector<State> states(static_cast<std::size_t>(RG));
     std::vector<RowSlots<TA>> rows(static_cast<std::size_t>(RG));
     for (int64_t r = 0; r < RG; ++r) {
-      TA* a = acc.data() + 3 * r * acc_dim;
+      TA* ac = acc.data() + 3 * r * acc_dim;
       long long* x = idx.data() + 3 * r * idx_dim;
-      rows[r] = {a, x, a + acc_dim, x + idx_dim, a + 2 * acc_dim, x + 2 * idx_dim};
+      rows[r] = {ac, x, ac + acc_dim, x + idx_dim, ac + 2 * acc_dim, x + 2 * idx_dim};
     }
     P pv[L::NPC1];
     for (int q = 0; q < L::P.n; ++q) {
       const int p = L::P.pos[q];
-      for (int c = 0; c < L::tab.dim[p]; ++c) pv[L::P.off[p] + c] = P(args[p][c]);
+      for (int c = 0; c < L::tab.dim[p]; ++c) pv[L::P.off[p] + c] = P(a[p][c]);
     }
 
     for (int64_t c0 = i0; c0 < i1; c0 += R) {
       const int64_t nr = c0 + R < i1 ? R : i1 - c0;
       const int64_t ng = ceil_div(nr, G) * G;  // rows in groups, the last one filled up
       for (int64_t r = 0; r < ng; ++r) red.init(rows[r].acc, rows[r].idx);
-      if constexpr (RANGE_STATES)
-        for (int64_t r = 0; r < ng; ++r) pr.init(states[r], rows[r]);
-      for (int64_t sb = j0; sb < j1; sb += SUPER_J) {
-        const int64_t sb1 = sb + SUPER_J < j1 ? sb + SUPER_J : j1;
-        if constexpr (!RANGE_STATES)
-          for (int64_t r = 0; r < ng; ++r) pr.init(states[r], rows[r]);
-        for (int64_t t0 = sb; t0 < sb1; t0 += tile_j) {
-          const int64_t t1 = t0 + tile_j < sb1 ? t0 + tile_j : sb1;
-          for (int64_t r = 0; r < nr; r += G) group<G>(pr, c0 + r, c0 + nr - 1, t0, t1, sb, &states[r], pv);
+      for (int64_t s = seg.s0; s < seg.s1; ++s) {
+        int64_t j0 = ivals[2 * s], j1 = ivals[2 * s + 1];
+        if (jchunks > 1) {  // dense: this task's chunk of [0, ny)
+          j0 = chunk * j_per_chunk;
+          j1 = j0 + j_per_chunk < ny ? j0 + j_per_chunk : ny;
         }
-        if constexpr (!RANGE_STATES)
-          for (int64_t r = 0; r < nr; ++r) pr.flush(states[r], rows[r].acc, rows[r].idx, sb);
+        reduce_interval(pr, a, ytb, pv, c0, nr, ng, j0, j1, states.data(), rows.data());
       }
-      if constexpr (RANGE_STATES)
-        for (int64_t r = 0; r < nr; ++r) pr.flush(states[r], rows[r].acc, rows[r].idx, j0);
       for (int64_t r = 0; r < nr; ++r) {
-        const TA* a = rows[r].acc;
+        const TA* ac = rows[r].acc;
         const long long* ix = rows[r].idx;
         const int64_t i = c0 + r;
         if (jchunks == 1) {
-          red.template finalize<T>(out + i * out_dim, a, ix);
+          red.template finalize<T>(outb + i * out_dim, ac, ix);
         } else {
           const int64_t slot = chunk * nx + i;
-          for (int64_t s = 0; s < acc_dim; ++s) part_acc[slot * acc_dim + s] = a[s];
+          for (int64_t s = 0; s < acc_dim; ++s) part_acc[slot * acc_dim + s] = ac[s];
           for (int64_t s = 0; s < idx_dim; ++s) part_idx[slot * idx_dim + s] = ix[s];
         }
       }
@@ -253,15 +290,39 @@ struct CpuRun {
   }
 };
 
+// Checks KeOps's ranges of a call against nx rows and ny reduced rows.
+inline bool ranges_ok(const kmr_kernel_call* call, int64_t nx, int64_t ny) {
+  if (call->nranges == 0) return true;
+  if (call->nranges < 0 || !call->ranges || !call->slices) return false;
+  int64_t prev_end = 0, prev_slice = 0;
+  for (int64_t k = 0; k < call->nranges; ++k) {
+    const int64_t a = call->ranges[2 * k], b = call->ranges[2 * k + 1], s = call->slices[k];
+    if (a < prev_end || b < a || b > nx || s < prev_slice) return false;
+    if (s > prev_slice && !call->redranges) return false;
+    for (int64_t l = prev_slice; l < s; ++l) {
+      const int64_t ja = call->redranges[2 * l], jb = call->redranges[2 * l + 1];
+      if (ja < 0 || jb < ja || jb > ny) return false;
+    }
+    prev_end = b;
+    prev_slice = s;
+  }
+  return true;
+}
+
 template <class F, class Red, class T, int SCHEME, class A>
 int run_cpu_impl(const kmr_kernel_call* call) {
   using L = Layout<F>;
   using Run = CpuRun<F, Red, T, SCHEME, A>;
   using TA = typename Run::TA;
+  using Segment = typename Run::Segment;
   static_assert(RedTraits<Red>::DIMF == F::DIM, "kmr: reduction instantiated with another dim than the formula's");
 
   if (!call || call->abi_version != KMR_KERNEL_ABI_VERSION) return KERNEL_BAD_CALL;
   if (call->nx < 0 || call->ny < 0 || call->k < 0 || call->k > 0x7fffffff) return KERNEL_BAD_CALL;
+  const int64_t nbatch = call->nbatch > 1 ? call->nbatch : 1;
+  if (nbatch > 1 && !call->batch_stride) return KERNEL_BAD_CALL;
+  if (nbatch > 1 && call->nranges != 0) return KERNEL_BAD_CALL;  // ranges index the rows of one batch
+  if (!ranges_ok(call, call->nx, call->ny)) return KERNEL_BAD_CALL;
   if (call->nx == 0) return KERNEL_OK;
 
   Run run;
@@ -275,22 +336,27 @@ int run_cpu_impl(const kmr_kernel_call* call) {
   run.out = static_cast<T*>(call->out);
   if (run.out_dim > 0 && !run.out) return KERNEL_BAD_CALL;
   if (L::NV > 0 && !call->args) return KERNEL_BAD_CALL;
+  bool j_batched = false;
   for (int p = 0; p < L::NV; ++p) {
     run.args[p] = static_cast<const T*>(call->args[p]);
+    run.bstride[p] = nbatch > 1 ? call->batch_stride[p] : 0;
+    if (run.bstride[p] < 0) return KERNEL_BAD_CALL;
     const bool needed = L::tab.dim[p] > 0 && (L::tab.cat[p] != CAT_J || run.ny > 0);
     if (needed && !run.args[p]) return KERNEL_BAD_CALL;
+    if (L::tab.cat[p] == CAT_J && L::tab.dim[p] > 0 && run.bstride[p] != 0) j_batched = true;
   }
 
   // Tiling: a few tasks per thread; rows first, j chunks when there are fewer rows than tasks.
   const bool threaded = call->parallel_for && call->num_threads > 1;
   const int64_t target = threaded ? int64_t(call->num_threads) * TASKS_PER_THREAD : 1;
-  const int64_t row_tiles0 = run.nx < target ? run.nx : target;
-  run.rows_per_tile = ceil_div(run.nx, row_tiles0);
-  const int64_t row_tiles = ceil_div(run.nx, run.rows_per_tile);
+  const int64_t total_rows = nbatch * run.nx;
+  const int64_t row_tiles0 = total_rows < target ? total_rows : target;
+  run.rows_per_tile = ceil_div(total_rows, row_tiles0);
   const std::size_t row_bytes = std::size_t(run.acc_dim) * sizeof(TA) + std::size_t(run.idx_dim) * sizeof(long long);
   run.jchunks = 1;
   run.j_per_chunk = run.ny;
-  if (run.nx < target && run.ny >= 2 * MIN_J_PER_CHUNK) {
+  if (nbatch == 1 && call->nranges == 0 && run.nx < target && run.ny >= 2 * MIN_J_PER_CHUNK) {
+    const int64_t row_tiles = ceil_div(run.nx, run.rows_per_tile);
     int64_t chunks = ceil_div(target, row_tiles);
     if (chunks > run.ny / MIN_J_PER_CHUNK) chunks = run.ny / MIN_J_PER_CHUNK;
     const int64_t by_mem = int64_t(PARTIALS_BYTES / (std::size_t(run.nx) * row_bytes + 1));
@@ -310,6 +376,36 @@ int run_cpu_impl(const kmr_kernel_call* call) {
   while (run.tile_j < SUPER_J && std::size_t(2 * run.tile_j) * j_bytes <= TILE_J_BYTES) run.tile_j *= 2;
 
   try {
+    // Segments of rows with their intervals of j; rows of no segment (ranges only) are finalized empty.
+    const int64_t dense[2] = {0, run.ny};
+    if (call->nranges == 0) {
+      run.ivals = dense;
+      for (int64_t b = 0; b < nbatch; ++b) run.segs.push_back(Segment{b, 0, run.nx, 0, 1});
+    } else {
+      run.ivals = call->redranges;
+      int64_t covered = 0;
+      std::vector<TA> acc0(std::size_t(run.acc_dim));
+      std::vector<long long> idx0(std::size_t(run.idx_dim));
+      run.red.init(acc0.data(), idx0.data());
+      auto empty_rows = [&](int64_t r0, int64_t r1) {
+        for (int64_t i = r0; i < r1; ++i)
+          run.red.template finalize<T>(run.out + i * run.out_dim, acc0.data(), idx0.data());
+      };
+      for (int64_t k = 0; k < call->nranges; ++k) {
+        const int64_t a = call->ranges[2 * k], b = call->ranges[2 * k + 1];
+        const int64_t s0 = k == 0 ? 0 : call->slices[k - 1], s1 = call->slices[k];
+        empty_rows(covered, a);
+        covered = b;
+        if (b > a) run.segs.push_back(Segment{0, a, b, s0, s1});
+      }
+      empty_rows(covered, run.nx);
+    }
+    for (int64_t g = 0; g < int64_t(run.segs.size()); ++g) {
+      const Segment& sg = run.segs[std::size_t(g)];
+      for (int64_t i = sg.r0; i < sg.r1; i += run.rows_per_tile)
+        run.tasks.push_back({g, i, i + run.rows_per_tile < sg.r1 ? i + run.rows_per_tile : sg.r1});
+    }
+
     std::vector<TA> part_acc;
     std::vector<long long> part_idx;
     if (run.jchunks > 1) {
@@ -319,28 +415,32 @@ int run_cpu_impl(const kmr_kernel_call* call) {
     run.part_acc = part_acc.data();
     run.part_idx = part_idx.data();
 
-    // The j-variables, transposed once: one zero-padded row of ny values per component.
+    // The j-variables, transposed once (per batch when they depend on it): one zero-padded row of ny
+    // values per component.
     constexpr int64_t PAD = Run::LN > 16 ? Run::LN : 16;
     run.ystride = ceil_div(run.ny, PAD) * PAD;
+    const int64_t nyt = j_batched ? nbatch : 1;
+    run.ytbatch = j_batched ? L::J.ncomp * run.ystride : 0;
     std::vector<T> ytbuf;
     if (L::J.ncomp > 0 && run.ny > 0) {
-      ytbuf.assign(std::size_t(L::J.ncomp * run.ystride + PAD), T(0));
+      ytbuf.assign(std::size_t(nyt * L::J.ncomp * run.ystride + PAD), T(0));
       T* yt = ytbuf.data();
       yt += (PAD - (reinterpret_cast<std::uintptr_t>(yt) / sizeof(T)) % PAD) % PAD;  // 64-byte aligned
-      for (int q = 0; q < L::J.n; ++q) {
-        const int p = L::J.pos[q], d = L::tab.dim[p];
-        for (int c = 0; c < d; ++c) {
-          T* dst = yt + (L::J.off[p] + c) * run.ystride;
-          const T* src = run.args[p] + c;
-          for (int64_t j = 0; j < run.ny; ++j) dst[j] = src[j * d];
+      for (int64_t b = 0; b < nyt; ++b)
+        for (int q = 0; q < L::J.n; ++q) {
+          const int p = L::J.pos[q], d = L::tab.dim[p];
+          for (int c = 0; c < d; ++c) {
+            T* dst = yt + b * run.ytbatch + (L::J.off[p] + c) * run.ystride;
+            const T* src = run.args[p] + b * run.bstride[p] + c;
+            for (int64_t j = 0; j < run.ny; ++j) dst[j] = src[j * d];
+          }
         }
-      }
       run.yt = yt;
     } else {
       run.yt = nullptr;
     }
 
-    const int64_t ntasks = row_tiles * run.jchunks;
+    const int64_t ntasks = int64_t(run.tasks.size()) * run.jchunks;
     if (threaded && ntasks > 1) {
       call->parallel_for(call->pool, ntasks, &Run::task, &run);
     } else {
@@ -367,7 +467,8 @@ int run_cpu_impl(const kmr_kernel_call* call) {
 
 }  // namespace cpu_detail
 
-// Runs Red (instantiated with its TA and F::DIM) of formula F over j, value type T.
+// Runs Red (instantiated with its TA and F::DIM) of formula F over j, value type T,
+// for each batch and block of ranges of the call (kernel_abi.h).
 // Returns 0 (KERNEL_OK) or a CpuKernelStatus; never throws. ny = 0 gives the
 // finalized empty accumulator: Sum 0, Min +inf, Max -inf, Arg* -1, KMin +inf
 // with index -1, LogSumExp -inf, SumSoftMaxWeight NaN. A: the instruction set

@@ -113,15 +113,15 @@ struct RedInfo<R<TA_, D>> {
 };
 
 // ---- the kernels -------------------------------------------------------------
-// Stages j rows [jt, jt + rows) of every j-variable into tile (coalesced reads).
+// Stages j rows [jt, jt + rows) of every j-variable of batch b into tile (coalesced reads).
 template <class F, class T>
-__device__ KMR_INLINE void load_tile(T* tile, const kmr_cuda_params& prm, long long jt, int rows) {
+__device__ KMR_INLINE void load_tile(T* tile, const kmr_cuda_params& prm, long long b, long long jt, int rows) {
   constexpr int S = TileRow<F, T>::stride;
   static_for<Vars<F>::NV>([&](auto pc) {
     constexpr int P = decltype(pc)::value;
     using A = VarAt<F, P>;
     if constexpr (A::cat == CAT_J && A::dim > 0) {
-      const T* src = static_cast<const T*>(prm.args[P]) + jt * A::dim;
+      const T* src = static_cast<const T*>(prm.args[P]) + b * prm.batch_stride[P] + jt * A::dim;
       const int n = rows * A::dim;
       for (int e = threadIdx.x; e < n; e += blockDim.x) {
         const int r = e / A::dim, c = e - r * A::dim;
@@ -146,8 +146,11 @@ __device__ KMR_INLINE void map_reduce(const kmr_cuda_params& prm) {
 
   Red red;
   red.k = static_cast<int>(prm.k);
-  const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const bool active = i < prm.nx;
+  // Rows: dense, blockDim.x rows of batch blockIdx.z; sparse, the rows of block table entry blockIdx.x.
+  const long long* blk = prm.blocks ? prm.blocks + 4 * static_cast<long long>(blockIdx.x) : nullptr;
+  const long long b = blk ? 0 : static_cast<long long>(blockIdx.z);
+  const long long i = blk ? blk[0] + threadIdx.x : static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const bool active = i < (blk ? blk[1] : prm.nx);
   const long long j0 = static_cast<long long>(blockIdx.y) * prm.j_per_chunk;
   const long long j1 = j0 + prm.j_per_chunk < prm.ny ? j0 + prm.j_per_chunk : prm.ny;
 
@@ -159,11 +162,11 @@ __device__ KMR_INLINE void map_reduce(const kmr_cuda_params& prm) {
     constexpr int P = decltype(pc)::value;
     using A = VarAt<F, P>;
     if constexpr (A::dim > 0 && A::cat == CAT_I) {
-      const T* src = static_cast<const T*>(prm.args[P]) + (active ? i : 0) * A::dim;
+      const T* src = static_cast<const T*>(prm.args[P]) + b * prm.batch_stride[P] + (active ? i : 0) * A::dim;
       for (int c = 0; c < A::dim; ++c) xi[A::off + c] = active ? src[c] : T(0);
       v[P] = xi + A::off;
     } else if constexpr (A::dim > 0 && A::cat == CAT_PARAM) {
-      const T* src = static_cast<const T*>(prm.args[P]);
+      const T* src = static_cast<const T*>(prm.args[P]) + b * prm.batch_stride[P];
       for (int c = 0; c < A::dim; ++c) pm[A::off + c] = src[c];
       v[P] = pm + A::off;
     } else {
@@ -171,7 +174,8 @@ __device__ KMR_INLINE void map_reduce(const kmr_cuda_params& prm) {
     }
   });
 
-  const long long slot = static_cast<long long>(blockIdx.y) * prm.nx + i;
+  const long long row = b * prm.nx + i;  // in the output and the partials
+  const long long slot = static_cast<long long>(blockIdx.y) * prm.nbatch * prm.nx + row;
   TA acc_local[RI::ACC_CAP];
   long long idx_local[RI::IDX_CAP > 0 ? RI::IDX_CAP : 1];
   TA* acc = acc_local;
@@ -190,35 +194,41 @@ __device__ KMR_INLINE void map_reduce(const kmr_cuda_params& prm) {
   }
 
   int tiles_in_super = 0;
-  for (long long jt = j0; jt < j1; jt += prm.tile_rows) {
-    const int rows = static_cast<int>(j1 - jt < prm.tile_rows ? j1 - jt : prm.tile_rows);
-    __syncthreads();  // the previous tile is consumed
-    load_tile<F, T>(tile, prm, jt, rows);
-    __syncthreads();
-    if (!active) continue;
-    TA* a = acc;
-    long long* ix = idx;
-    if constexpr (BLOCK) {
-      red.init(bacc, bidx);
-      a = bacc;
-      ix = bidx;
-    }
-    for (int r = 0; r < rows; ++r) {
-      static_for<VS::NV>([&](auto pc) {
-        constexpr int P = decltype(pc)::value;
-        using A = VarAt<F, P>;
-        if constexpr (A::dim > 0 && A::cat == CAT_J) v[P] = tile + r * S + A::off;
-      });
-      T f[F::DIM];
-      F::template eval<T>(f, v);
-      red.template accumulate<T>(a, ix, f, jt + r);
-    }
-    if constexpr (BLOCK) {
-      red.merge(sacc, sidx, bacc, bidx);
-      if (++tiles_in_super == SUPER_TILES) {
-        red.merge(acc, idx, sacc, sidx);
-        red.init(sacc, sidx);
-        tiles_in_super = 0;
+  // The intervals of j: this chunk of [0, ny), or the block's list (the same for every thread of the block:
+  // the loops and their __syncthreads stay uniform).
+  const long long s0 = blk ? blk[2] : 0, s1 = blk ? blk[3] : 1;
+  for (long long s = s0; s < s1; ++s) {
+    const long long ja = blk ? prm.redranges[2 * s] : j0, jb = blk ? prm.redranges[2 * s + 1] : j1;
+    for (long long jt = ja; jt < jb; jt += prm.tile_rows) {
+      const int rows = static_cast<int>(jb - jt < prm.tile_rows ? jb - jt : prm.tile_rows);
+      __syncthreads();  // the previous tile is consumed
+      load_tile<F, T>(tile, prm, b, jt, rows);
+      __syncthreads();
+      if (!active) continue;
+      TA* a = acc;
+      long long* ix = idx;
+      if constexpr (BLOCK) {
+        red.init(bacc, bidx);
+        a = bacc;
+        ix = bidx;
+      }
+      for (int r = 0; r < rows; ++r) {
+        static_for<VS::NV>([&](auto pc) {
+          constexpr int P = decltype(pc)::value;
+          using A = VarAt<F, P>;
+          if constexpr (A::dim > 0 && A::cat == CAT_J) v[P] = tile + r * S + A::off;
+        });
+        T f[F::DIM];
+        F::template eval<T>(f, v);
+        red.template accumulate<T>(a, ix, f, jt + r);
+      }
+      if constexpr (BLOCK) {
+        red.merge(sacc, sidx, bacc, bidx);
+        if (++tiles_in_super == SUPER_TILES) {
+          red.merge(acc, idx, sacc, sidx);
+          red.init(sacc, sidx);
+          tiles_in_super = 0;
+        }
       }
     }
   }
@@ -226,7 +236,7 @@ __device__ KMR_INLINE void map_reduce(const kmr_cuda_params& prm) {
   if constexpr (BLOCK) red.merge(acc, idx, sacc, sidx);
 
   if (!prm.use_partials) {
-    red.template finalize<T>(static_cast<T*>(prm.out) + i * red.out_dim(), acc, idx);
+    red.template finalize<T>(static_cast<T*>(prm.out) + row * red.out_dim(), acc, idx);
   } else if (!prm.acc_in_partials) {
     TA* pa = static_cast<TA*>(prm.part_acc) + slot * red.acc_dim();
     for (int s = 0; s < red.acc_dim(); ++s) pa[s] = acc[s];
@@ -241,8 +251,9 @@ __device__ KMR_INLINE void map_reduce(const kmr_cuda_params& prm) {
 template <class F, class Red, class T>
 __device__ KMR_INLINE void merge_rows(const kmr_cuda_params& prm) {
   using TA = typename RedInfo<Red>::TA;
-  const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= prm.nx) return;
+  const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;  // row of all batches
+  const long long nrows = prm.nbatch * prm.nx;
+  if (i >= nrows) return;
   Red red;
   red.k = static_cast<int>(prm.k);
   const int ad = red.acc_dim(), id = red.idx_dim();
@@ -250,7 +261,7 @@ __device__ KMR_INLINE void merge_rows(const kmr_cuda_params& prm) {
   TA* a = part + i * ad;
   long long* ix = id > 0 ? prm.part_idx + i * id : prm.part_idx;
   for (int c = 1; c < prm.chunks; ++c) {
-    const long long s = static_cast<long long>(c) * prm.nx + i;
+    const long long s = static_cast<long long>(c) * nrows + i;
     red.merge(a, ix, part + s * ad, id > 0 ? prm.part_idx + s * id : prm.part_idx);
   }
   red.template finalize<T>(static_cast<T*>(prm.out) + i * red.out_dim(), a, ix);

@@ -25,6 +25,32 @@ struct GenredOptions {
   std::string sum_scheme = "auto";  // "auto" (= "block"), "block", "direct", "kahan"
 };
 
+// KeOps's block-sparse ranges (host memory, int64, contiguous): for each block k of output rows
+// ranges_i[k] = [start, end) (sorted, disjoint), the rows reduce over j in the union of the
+// redranges_j[l] = [start, end) for l in [slices_i[k - 1], slices_i[k]) (slices_i[-1] = 0). The _j
+// triple is the same for a reduction over i (axis = 0), with i and j swapped. Rows in no block get the
+// reduction of nothing (Sum 0, Min +inf, LogSumExp -inf, Arg* -1...).
+struct BlockRanges {
+  const std::int64_t* ranges_i = nullptr;
+  const std::int64_t* slices_i = nullptr;
+  const std::int64_t* redranges_j = nullptr;
+  std::int64_t nranges_i = 0, nredranges_j = 0;
+  const std::int64_t* ranges_j = nullptr;
+  const std::int64_t* slices_j = nullptr;
+  const std::int64_t* redranges_i = nullptr;
+  std::int64_t nranges_j = 0, nredranges_i = 0;
+};
+
+// Batch dimensions and block-sparse ranges of one run (the defaults: one batch, dense).
+struct RunOptions {
+  // Batches: the arguments hold nbatch consecutive problems; batch_strides[a] (one per user argument,
+  // in values) is the distance between two of argument a's, 0 when it is shared by all (broadcast).
+  // The output is [nbatch, rows, out_dim].
+  std::int64_t nbatch = 1;
+  std::vector<std::int64_t> batch_strides;
+  const BlockRanges* ranges = nullptr;  // null: dense. Not with nbatch > 1 (as KeOps).
+};
+
 struct ArgInfo {
   int cat;  // 0: indexed by i, 1: indexed by j, 2: parameter (as the user declared it)
   int dim;
@@ -50,6 +76,10 @@ class Genred {
   void run(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
            void* out) const;
 
+  // The same with batches and/or block-sparse ranges (RunOptions). Throws Error(Value) on malformed ranges.
+  void run(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny, void* out,
+           const RunOptions& options) const;
+
   template <class T>
   void run(const std::vector<const T*>& args, std::int64_t nx, std::int64_t ny, T* out) const {
     static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value, "float or double");
@@ -65,9 +95,13 @@ class Genred {
   // null: the default stream) and the call returns without waiting for it.
   void run_cuda(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny, void* out,
                 int device, void* stream) const;
+  void run_cuda(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny, void* out,
+                int device, void* stream, const RunOptions& options) const;
   // Same on host memory: copies the arguments to GPU `device`, runs, copies the output back.
   void run_cuda_host(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
                      void* out, int device) const;
+  void run_cuda_host(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
+                     void* out, int device, const RunOptions& options) const;
   // The CUDA kernel for compute capability `arch` (e.g. 90), without a GPU: "precompiled"
   // when the embedded fatbins hold it, else NVRTC compiles it into the cache (unless
   // `force_nvrtc` is false and it is precompiled) and the path of the cubin (or PTX) is returned.

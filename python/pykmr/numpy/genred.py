@@ -12,9 +12,10 @@ from pykmr.common import (
     GenredCore,
     check_call_options,
     check_out_shapes,
+    check_ranges,
     keops_options_to_dtype_acc,
     launch,
-    postprocess,
+    postprocess_batched,
 )
 
 
@@ -28,16 +29,27 @@ class Genred:
                                 sum_scheme)
 
     def __call__(self, *args, backend="auto", device_id=-1, ranges=None, out=None):
+        """Runs the reduction (pykeops.numpy.Genred.__call__); the arguments, batch dims, ranges (int32/int64
+        arrays), output and errors are those of pykmr.torch.Genred.__call__, on numpy arrays."""
         core = self._core
         check_call_options(backend, device_id, ranges)
         arrays = _convert(core, args)
-        nx, ny = core.check_shapes([a.shape for a in arrays])
+        plan = core.plan_call([a.shape for a in arrays])
+        arrays = _batch_layout(core, plan, arrays)
+        ranges_arg = ()
+        if ranges is not None:
+            check_ranges(ranges, plan, lambda r: r.shape, lambda r: str(r.dtype))
+            host = [np.ascontiguousarray(r, dtype=np.int64) for r in ranges]
+            ranges_arg = [(r.ctypes.data, r.shape[0]) for r in host]
         # numpy arrays live on the host: backend="GPU" copies them to the GPU and back.
         device = Device("cuda_host", device_id) if backend.startswith("GPU") else CPU
         dtype = str(arrays[0].dtype) if arrays else "float32"
-        raw = np.empty((core.out_rows(nx, ny), core.out_dim), dtype=dtype)
-        launch(core, dtype, [a.ctypes.data for a in arrays], nx, ny, raw.ctypes.data, device)
-        result = postprocess(raw, core, lambda a: a.astype(np.int64))
+        raw = np.empty(plan.batch + (core.out_rows(plan.nx, plan.ny), core.out_dim), dtype=dtype)
+        if plan.nbatch > 0:
+            strides = [a.size // plan.nbatch if m != "shared" else 0 for a, m in zip(arrays, plan.modes)]
+            launch(core, dtype, [a.ctypes.data for a in arrays], plan.nx, plan.ny, raw.ctypes.data, device,
+                   nbatch=plan.nbatch, strides=strides if plan.batch else (), ranges=ranges_arg)
+        result = postprocess_batched(raw, core, lambda a: a.astype(np.int64), plan.batch)
         if out is None:
             return result
         outs, results = check_out_shapes(core, out, result, lambda o: isinstance(o, np.ndarray))
@@ -64,6 +76,22 @@ def _convert(core, args):
     dtype = core.check_dtypes(dtypes) or "float64"
     return [np.ascontiguousarray(a) if isinstance(a, np.ndarray) else np.array(a, dtype=dtype).reshape(-1)
             for a in args]
+
+
+def _batch_layout(core, plan, arrays):
+    """Parameters flat without batch dims; arguments broadcast along some batch dims only copied out."""
+    out = []
+    for a, (cat, dim), mode in zip(arrays, core.args, plan.modes):
+        if not plan.batch:
+            out.append(a.reshape(-1) if cat == 2 else a)
+        elif mode == "expand":
+            tail = (dim,) if cat == 2 else tuple(a.shape[-2:])
+            pad = len(plan.batch) + len(tail) - a.ndim
+            full = np.broadcast_to(a.reshape((1,) * pad + a.shape), plan.batch + tail)
+            out.append(np.ascontiguousarray(full))
+        else:
+            out.append(a.reshape(1) if cat == 2 and a.ndim == 0 else a)
+    return out
 
 
 def _is_numbers(a):

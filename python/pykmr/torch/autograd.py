@@ -25,6 +25,12 @@ evaluates Grad(F, V, E) on those rows with every variable declared Vi (a Sum ove
 the rows back: summed per own row, index_add-ed into the other variable, summed for parameters. The
 indices are constants (the gradient is the one of the selected branch: exact away from ties), and
 gather, index_add and the Sum Genred are differentiable, so this too works at any order.
+
+Batch dims: every gradient routine runs on the same batched arguments, so it returns full-batch gradients;
+an argument broadcast along batch dims gets its gradient summed over them (sum_to_size). Ranges: each
+gradient routine gets the call's 6-tuple; one that reduces over the same index uses its first triple, one
+over the other index (axis flipped) the transposed triple, as in KeOps. The selected pairs of Min/Max/KMin
+need no ranges (the forward only selected pairs inside them).
 """
 
 from __future__ import annotations
@@ -35,52 +41,55 @@ from pykmr.common import CATS, to_all_i
 
 
 class GenredFunction(torch.autograd.Function):
-    """forward(routine, device, nx, ny, *args) -> libkmr's raw output [rows, out_dim]."""
+    """forward(routine, device, call, *args) -> libkmr's raw output [*batch, rows, out_dim] (call: a
+    TorchCall, the batch plan and the ranges)."""
 
     @staticmethod
-    def forward(ctx, routine, device, nx, ny, *args):
+    def forward(ctx, routine, device, call, *args):
         kind = routine._core.red.kind
-        vals, idx = routine.forward_raw(args, nx, ny, device, indices=kind == "select")
+        vals, idx = routine.forward_raw(args, call, device, indices=kind == "select")
         ctx.routine = routine
+        ctx.call = call
         ctx.save_for_backward(*args, vals, idx)
         return vals
 
     @staticmethod
     def backward(ctx, grad_out):
         *args, out, idx = ctx.saved_tensors
-        needs = ctx.needs_input_grad[4:]
-        grads = input_grads(ctx.routine, args, out, idx, grad_out, needs)
-        return (None, None, None, None, *grads)
+        needs = ctx.needs_input_grad[3:]
+        grads = input_grads(ctx.routine, args, out, idx, grad_out, needs, ctx.call)
+        return (None, None, None, *grads)
 
 
-def input_grads(routine, args, out, idx, grad_out, needs):
+def input_grads(routine, args, out, idx, grad_out, needs, call):
     """dL/d(args) from dL/d(raw output); None where no gradient is needed."""
     core = routine._core
     if not any(needs):
         return [None] * len(args)
     kind, f, f2 = core.red.kind, core.formula, core.formula2
+    rg = call.ranges
     if kind in ("select", "both"):
-        return _selected_grads(routine, args, out, idx, grad_out, needs)
+        return _selected_grads(routine, args, out, idx, grad_out, needs, call.plan)
     if kind == "sum":
         (e,) = core.fresh_names("E")
-        return _pair_grads(routine, args, needs, kind, f, e, [(e, core.dim_f, grad_out)])
+        return _pair_grads(routine, args, needs, kind, f, e, [(e, core.dim_f, grad_out)], rg)
     if kind == "lse" and not f2:
         e, lse = core.fresh_names("E", "L")
         w = f"{e}*Exp(({f})-{lse})"
-        return _pair_grads(routine, args, needs, kind, f, w, [(e, 1, grad_out), (lse, 1, out)])
+        return _pair_grads(routine, args, needs, kind, f, w, [(e, 1, grad_out), (lse, 1, out)], rg)
     d = core.dim_g
     if kind == "lse":
         e, lse = core.fresh_names("E", "L")
         w = f"{e}*Exp(({f})-{lse})"
         return _pair_grads(routine, args, needs, kind, f"Concat({f},{f2})", f"Concat(({w}|{f2}),{w})",
-                           [(e, d, grad_out), (lse, d, out)])
+                           [(e, d, grad_out), (lse, d, out)], rg)
     if kind == "ssmw":
         e, o, lse = core.fresh_names("E", "O", "L")
         p = f"Exp(({f})-{lse})"
         w = f"Concat({p}*(({e}|{f2})-({e}|{o})),{p}*{e})"
-        lse_f = _derived(routine, "lse", f, core.aliases, "LogSumExp", core.axis)(*args)
+        lse_f = _derived(routine, "lse", f, core.aliases, "LogSumExp", core.axis)(*args, ranges=rg)
         return _pair_grads(routine, args, needs, kind, f"Concat({f},{f2})", w,
-                           [(e, d, grad_out), (o, d, out), (lse, 1, lse_f)])
+                           [(e, d, grad_out), (o, d, out), (lse, 1, lse_f)], rg)
     raise RuntimeError(f"pykmr: no gradient rule for {core.reduction_op}")  # index reductions: no grad
 
 
@@ -94,7 +103,7 @@ def _derived(routine, key, formula, aliases, reduction, axis):
     return r
 
 
-def _pair_grads(routine, args, needs, kind, ftot, w, extras):
+def _pair_grads(routine, args, needs, kind, ftot, w, extras, ranges):
     """Sum over the pairs of Grad(ftot, V, w); extras: (alias name, dim, tensor) of own variables."""
     core = routine._core
     own = CATS[core.own_cat]
@@ -109,40 +118,47 @@ def _pair_grads(routine, args, needs, kind, ftot, w, extras):
         axis = 1 - core.axis if cat == 1 - core.own_cat else core.axis
         r = _derived(routine, (kind, p), f"Grad({ftot},{core.names[p]},{w})", core.aliases + ex_aliases,
                      "Sum", axis)
-        g = r(*args, *ex_args)
-        grads.append(g.sum(0) if cat == 2 else g)
+        g = r(*args, *ex_args, ranges=ranges)
+        if cat == 2:
+            g = g.sum(-2)
+        grads.append(g.sum_to_size(args[p].shape) if g.shape != args[p].shape else g)
     return grads
 
 
-def _selected_grads(routine, args, out, idx, grad_out, needs):
-    """Gradients of Min/Max/KMin values through the selected indices (see the module's doc)."""
+def _selected_grads(routine, args, out, idx, grad_out, needs, plan):
+    """Gradients of Min/Max/KMin values through the selected indices (see the module's doc). Batches are
+    folded into one batch dim nb: the selected rows of batch b are gathered from that batch."""
     core = routine._core
     d, kd = core.dim_f, core.k * core.dim_f
     if core.red.kind == "both":
-        grad_vals, idx = grad_out[:, :kd], out[:, kd:]
+        grad_vals, idx = grad_out[..., :kd], out[..., kd:]
     else:
         grad_vals = grad_out
-    n = grad_vals.shape[0]
+    batch, nb = plan.batch, plan.nbatch
+    n = grad_vals.shape[-2]
     other = 1 - core.own_cat
-    m = next((a.shape[0] for a, (cat, _) in zip(args, core.args) if cat == other), 1)
-    if m == 0 or n == 0:  # nothing selected (values are +-inf) or no output row
+    m = plan.ny if other == 1 else plan.nx
+    if m == 0 or n == 0 or nb == 0:  # nothing selected (values are +-inf) or no output row
         return [torch.zeros_like(a) if need else None for a, need in zip(args, needs)]
-    grad_vals = grad_vals.reshape(n, kd)
-    idx = idx.detach().reshape(n, kd).long()
+    grad_vals = grad_vals.reshape(nb, n, kd)
+    idx = idx.detach().reshape(nb, n, kd).long()
     valid = idx >= 0
     if not bool(valid.all()):
         grad_vals, idx = grad_vals * valid, idx.clamp(min=0)
-    flat = idx.reshape(-1)
-    rows = []  # the selected pairs, one per (own row, slot r*D + d)
-    for a, (cat, _) in zip(args, core.args):
+    # index of the selected row among the nb * m rows of the other variables
+    flat = (idx + torch.arange(nb, device=idx.device).reshape(nb, 1, 1) * m).reshape(-1)
+    rows = []  # the selected pairs, one per (batch, own row, slot r*D + d)
+    for a, (cat, dim) in zip(args, core.args):
         if cat == 2:
-            rows.append(a)
-        elif cat == other:
-            rows.append(a.index_select(0, flat))
+            rows.append(a.expand(batch + (dim,)).reshape(nb, dim))
+            continue
+        full = a.expand(batch + tuple(a.shape[-2:])).reshape(nb, a.shape[-2], dim)
+        if cat == other:
+            rows.append(full.reshape(nb * m, dim).index_select(0, flat).reshape(nb, n * kd, dim))
         else:
-            rows.append(a.repeat_interleave(kd, dim=0) if kd > 1 else a)
+            rows.append(full.repeat_interleave(kd, dim=1) if kd > 1 else full)
     onehot = torch.eye(d, dtype=grad_vals.dtype, device=grad_vals.device).repeat(core.k, 1)
-    e_rows = (grad_vals.reshape(n, kd, 1) * onehot).reshape(n * kd, d)
+    e_rows = (grad_vals.reshape(nb, n, kd, 1) * onehot).reshape(nb, n * kd, d)
     (e,) = core.fresh_names("E")
     aliases = [to_all_i(a) for a in core.aliases] + [f"{e} = Vi({core.nargs},{d})"]
     f = to_all_i(core.formula)
@@ -153,12 +169,14 @@ def _selected_grads(routine, args, out, idx, grad_out, needs):
             continue
         cat, dim = core.args[p]
         r = _derived(routine, ("select", p), f"Grad({f},{to_all_i(core.names[p])},{e})", aliases, "Sum", 1)
-        g = r(*rows, e_rows)
+        g = r(*rows, e_rows)  # [nb, n * kd, dim]
         if cat == 2:
-            g = g.sum(0)
+            g = g.sum(1).reshape(batch + (dim,))
         elif cat == other:
-            g = torch.zeros((m, dim), dtype=g.dtype, device=g.device).index_add(0, flat, g)
+            g = torch.zeros((nb * m, dim), dtype=g.dtype, device=g.device).index_add(
+                0, flat, g.reshape(-1, dim))
+            g = g.reshape(batch + (m, dim))
         else:
-            g = g.reshape(n, kd, dim).sum(1)
-        grads.append(g)
+            g = g.reshape(nb, n, kd, dim).sum(2).reshape(batch + (n, dim))
+        grads.append(g.sum_to_size(args[p].shape) if g.shape != args[p].shape else g)
     return grads

@@ -12,9 +12,10 @@ from pykmr.common import (
     GenredCore,
     check_call_options,
     check_out_shapes,
+    check_ranges,
     keops_options_to_dtype_acc,
     launch,
-    postprocess,
+    postprocess_batched,
 )
 
 
@@ -30,9 +31,8 @@ class Genred:
         axis: 1 reduces over j (one output row per i), 0 over i.
         dtype_acc, sum_scheme: accumulation type and summation scheme ("auto": libkmr chooses).
 
-    Called as routine(*args, backend="auto", device_id=-1, ranges=None, out=None) with the arguments in
-    the aliases' order: 2-D tensors [n, dim] for i/j-variables, tensors of dim values (or Python numbers)
-    for parameters. Differentiable to any order (see pykmr.torch.autograd).
+    Called as routine(*args, backend="auto", device_id=-1, ranges=None, out=None), see __call__.
+    Differentiable to any order (see pykmr.torch.autograd).
     """
 
     def __init__(self, formula, aliases, reduction_op="Sum", axis=0, opt_arg=None, formula2=None,
@@ -47,13 +47,43 @@ class Genred:
         return f"pykmr.torch.{self._core.what}"
 
     def __call__(self, *args, backend="auto", device_id=-1, ranges=None, out=None):
+        """Runs the reduction (pykeops.torch.Genred.__call__).
+
+        Args:
+            *args: the arguments in the aliases' order. i-variables (B1, ..., Bk, N, dim), j-variables
+                (B1, ..., Bk, M, dim), parameters (B1, ..., Bk, dim) (or (dim,), or Python numbers). The
+                batch dims B1..Bk (k >= 0) broadcast as in numpy: a size-1 dim (or a missing leading dim)
+                repeats the argument over that batch dim. All batches run in one launch; the gradient of a
+                broadcast argument is summed over the dims it was broadcast along.
+            backend: "auto" (the tensors' device), "CPU" or "GPU" (KeOps's "GPU_1D"... accepted).
+            device_id: the GPU (-1: the tensors' one, or the current one).
+            ranges: KeOps's block-sparse 6-tuple (ranges_i, slices_i, redranges_j, ranges_j, slices_j,
+                redranges_i) of int32/int64 tensors (any device): ranges_i [Mc, 2] the [start, end) of each
+                block of output rows (sorted, disjoint), slices_i [Mc] the cumulative end of each block's
+                list in redranges_j (the first starts at 0), redranges_j [Mcc, 2] the [start, end) of the
+                j-rows reduced for it. axis=1 uses the first three, axis=0 the last three (with i and j
+                swapped); gradients use both. Output rows in no block get the reduction of nothing: Sum 0,
+                Min +inf, Max -inf, LogSumExp -inf, Arg* -1, SumSoftMaxWeight NaN (as KeOps). Not
+                combined with batch dims (KeOps refuses that too): ValueError.
+            out: a tensor (or (values, indices) pair) of the result's shape and dtype to write into.
+
+        Returns:
+            (B1, ..., Bk, N, out_dim) for axis=1 ((..., M, out_dim) for axis=0); KMin-like reductions
+            (..., N, K, dim) (squeezed to (..., N, K) when dim is 1); Min_ArgMin-like ones a (values,
+            indices) pair; indices are int64.
+
+        Raises:
+            TypeError: wrong argument count, types or dtypes. ValueError: shapes that disagree with the
+            aliases or do not broadcast, malformed ranges (shape, dtype, unsorted, out of bounds).
+        """
         from pykmr.torch.autograd import GenredFunction
 
         core = self._core
         check_call_options(backend, device_id, ranges)
         tensors = _convert(core, args)
-        nx, ny = core.check_shapes([t.shape for t in tensors])
-        tensors = [t.reshape(-1) if cat == 2 else t for t, (cat, _) in zip(tensors, core.args)]
+        plan = core.plan_call([t.shape for t in tensors])
+        tensors = _batch_layout(core, plan, tensors)
+        call = TorchCall(plan, ranges)
         device = _device(core, tensors, backend, device_id)
         back_to_cpu = device.type == "cuda_host"  # CPU tensors with backend="GPU": run on a copy on the GPU
         if back_to_cpu:
@@ -66,10 +96,10 @@ class Genred:
             if out is not None:
                 raise RuntimeError("pykmr: out= does not support automatic differentiation, but an argument "
                                    "requires grad")
-            raw = GenredFunction.apply(self, device, nx, ny, *tensors)
+            raw = GenredFunction.apply(self, device, call, *tensors)
         else:
-            raw = self.forward_raw(tensors, nx, ny, device)[0]
-        result = postprocess(raw, core, lambda a: a.long())
+            raw = self.forward_raw(tensors, call, device)[0]
+        result = postprocess_batched(raw, core, lambda a: a.long(), plan.batch)
         if back_to_cpu:
             result = tuple(r.cpu() for r in result) if isinstance(result, tuple) else result.cpu()
         if out is None:
@@ -79,24 +109,64 @@ class Genred:
             o.copy_(r)
         return out
 
-    def forward_raw(self, tensors, nx, ny, device, indices=False):
-        """Runs the kernel: libkmr's raw output [rows, out_dim], and the indices ([rows, K*D] floats) of
-        Min/Max/KMin-like reductions when `indices` (None otherwise)."""
+    def forward_raw(self, tensors, call, device, indices=False):
+        """Runs the kernel: libkmr's raw output [*batch, rows, out_dim], and the indices ([*batch, rows, K*D]
+        floats) of Min/Max/KMin-like reductions when `indices` (None otherwise)."""
         core = run = self._core
         if indices and core.red.kind == "select":
             if self._companion is None:
                 self._companion = GenredCore(core.formula, core.aliases, core.red.companion, core.axis,
                                              core.opt_arg, core.formula2, core.dtype_acc, core.sum_scheme)
             run = self._companion
+        plan = call.plan
         ref = tensors[0] if tensors else torch.empty(0)
-        raw = torch.empty((core.out_rows(nx, ny), run.out_dim), dtype=ref.dtype, device=ref.device)
+        raw = torch.empty(plan.batch + (core.out_rows(plan.nx, plan.ny), run.out_dim), dtype=ref.dtype,
+                          device=ref.device)
         dtype = str(ref.dtype).replace("torch.", "")
-        launch(run, dtype, [t.data_ptr() for t in tensors], nx, ny, raw.data_ptr(), device)
+        if plan.nbatch > 0:
+            strides = [t.numel() // plan.nbatch if m != "shared" else 0 for t, m in zip(tensors, plan.modes)]
+            launch(run, dtype, [t.data_ptr() for t in tensors], plan.nx, plan.ny, raw.data_ptr(), device,
+                   nbatch=plan.nbatch, strides=strides if plan.batch else (), ranges=call.ranges_arg(core))
         if run is not core:
-            return raw[:, : core.out_dim].contiguous(), raw[:, core.out_dim:]
+            return raw[..., : core.out_dim].contiguous(), raw[..., core.out_dim:]
         if indices and core.red.kind == "both":
-            return raw, raw[:, core.out_dim // 2:]
+            return raw, raw[..., core.out_dim // 2:]
         return raw, None
+
+
+class TorchCall:
+    """What a call carries besides its tensors: its CallPlan and KeOps's ranges (the user's tuple, passed on
+    to the gradient routines, and its host int64 copy for libkmr, made once)."""
+
+    def __init__(self, plan, ranges):
+        self.plan = plan
+        self.ranges = ranges
+        self._host = None
+        if ranges is not None:
+            check_ranges(ranges, plan, lambda r: tuple(r.shape), lambda r: str(r.dtype).replace("torch.", ""))
+
+    def ranges_arg(self, core):
+        if self.ranges is None:
+            return ()
+        if self._host is None:
+            self._host = [r.detach().to("cpu", torch.int64).contiguous() for r in self.ranges]
+        return [(r.data_ptr(), r.shape[0]) for r in self._host]
+
+
+def _batch_layout(core, plan, tensors):
+    """The tensors as the kernel reads them: parameters flat without batch dims; arguments broadcast along
+    some batch dims only ("expand") copied out to the full batch dims."""
+    out = []
+    for t, (cat, dim), mode in zip(tensors, core.args, plan.modes):
+        if not plan.batch:
+            out.append(t.reshape(-1) if cat == 2 else t)
+        elif mode == "expand":
+            tail = (dim,) if cat == 2 else tuple(t.shape[-2:])
+            pad = len(plan.batch) + len(tail) - t.dim()
+            out.append(t.reshape((1,) * pad + tuple(t.shape)).expand(plan.batch + tail).contiguous())
+        else:
+            out.append(t.reshape(1) if cat == 2 and t.dim() == 0 else t)
+    return out
 
 
 def _convert(core, args):
