@@ -270,9 +270,8 @@ def test_errors():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Batch dims and block-sparse ranges: passed straight to Genred (the engine's part, branch `ranges`)
+# Batch dims and block-sparse ranges: passed straight to Genred (the engine's batch/ranges support)
 # ---------------------------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="needs engine ranges/batch (branch ranges)")
 @DTYPES
 def test_batch_dims(dtype, seed):
     x = torch.rand(2, 6, 3, dtype=dtype, requires_grad=True)
@@ -283,7 +282,6 @@ def test_batch_dims(dtype, seed):
     compare(out, ref, (x, y), dtype, "batch sum")
 
 
-@pytest.mark.xfail(strict=True, reason="needs engine ranges/batch (branch ranges)")
 @DTYPES
 def test_ranges_vs_dense_mask(dtype, seed):
     from pykmr.torch.cluster import cluster_ranges_centroids, from_matrix, grid_cluster, sort_clusters
