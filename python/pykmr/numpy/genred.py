@@ -1,12 +1,4 @@
-"""pykmr on numpy arrays: the API of pykeops.numpy (Genred, generic_sum...), without autograd.
-
-Example::
-
-    from pykmr.numpy import generic_sum
-    conv = generic_sum("Exp(-G*SqDist(X,Y)) * B", "A = Vi(2)",
-                       "G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(2)")
-    a = conv(np.array([2.0]), x, y, b)      # x: [N, 3], y: [M, 3], b: [M, 2] -> a: [N, 2]
-"""
+"""pykmr.numpy.Genred: checks and converts numpy arguments, runs the kernel, shapes the output as pykeops."""
 
 from __future__ import annotations
 
@@ -14,7 +6,6 @@ import numbers
 
 import numpy as np
 
-from pykmr import kernels as _kernels
 from pykmr.common import (
     CPU,
     ArrayOps,
@@ -27,16 +18,11 @@ from pykmr.common import (
     check_ranges,
     keops_options_to_dtype_acc,
     launch,
-    make_generics,
     merge_partial,
     postprocess,
     postprocess_batched,
     run_partial,
 )
-from pykmr.kernels import Kernel
-
-__all__ = ["Genred", "generic_sum", "generic_logsumexp", "generic_argmin", "generic_argkmin", "Kernel",
-           "kernel_product"]
 
 
 class Genred(PicklableRoutine):
@@ -167,15 +153,3 @@ def _is_numbers(a):
         return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
 
     return num(a) or (isinstance(a, (list, tuple)) and len(a) > 0 and all(num(v) for v in a))
-
-
-generic_sum, generic_logsumexp, generic_argmin, generic_argkmin = make_generics(Genred)
-
-
-def kernel_product(params, x, y, *bs, mode="sum"):
-    """a_i = sum_j K(x_i, y_j) b_j on numpy arrays (pykeops 1.x ``kernel_product``, without autograd).
-
-    x: ``[N, D]``, y: ``[M, D]`` (or tuples matching the kernel's variables), b: ``[M, E]`` -> ``[N, E]``,
-    float32 or float64. Arguments and exceptions: :func:`pykmr.kernels.kernel_product`.
-    """
-    return _kernels.kernel_product(params, x, y, *bs, mode=mode, frontend="numpy")

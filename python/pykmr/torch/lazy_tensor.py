@@ -1,0 +1,122 @@
+"""pykmr.torch.LazyTensor, Vi, Vj, Pm and KernelSolve (pykeops.torch's), on pykmr.torch.Genred."""
+
+from __future__ import annotations
+
+import torch
+
+from pykmr.lazy_solve import KernelSolveBase, conjugate_gradient
+from pykmr.lazy_tensor import GenericLazyTensor
+from pykmr.torch.genred import Genred
+
+
+class KernelSolve(KernelSolveBase):
+    """(alpha Id + K) a = b by conjugate gradient, differentiable in b, alpha and K's other arguments
+    (pykeops.torch.KernelSolve; see pykmr.lazy_solve.KernelSolveBase for the arguments)."""
+
+    _genred = Genred
+
+    def __call__(self, *args, alpha=1e-10, backend="auto", device_id=-1, eps=1e-6, ranges=None):
+        args = [
+            a if isinstance(a, torch.Tensor) or not isinstance(a, (int, float, list)) else a for a in args
+        ]
+        self._check(args, alpha, eps)
+        opts = {"backend": backend, "device_id": device_id, "ranges": ranges}
+        alpha_t = alpha if isinstance(alpha, torch.Tensor) else None
+        alpha_v = float(alpha) if alpha_t is None else alpha_t
+        return _SolveFunction.apply(self, opts, eps, alpha_v, *args)
+
+
+class _SolveFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, solver, opts, eps, alpha, *args):
+        args = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
+        b = args[solver.varpos]
+        with torch.no_grad():
+            a = conjugate_gradient(solver._matvec(args, opts), b, alpha, eps)
+        ctx.solver, ctx.opts, ctx.eps, ctx.alpha = solver, opts, eps, alpha
+        ctx.save_for_backward(a, *[t for t in args if isinstance(t, torch.Tensor)])
+        ctx.args = args
+        return a
+
+    @staticmethod
+    def backward(ctx, g):
+        solver, args = ctx.solver, list(ctx.args)
+        a = ctx.saved_tensors[0]
+        with torch.no_grad():
+            h = conjugate_gradient(solver._matvec(args, ctx.opts), g, ctx.alpha, ctx.eps)
+        needs = ctx.needs_input_grad[4:]
+        grads = [None] * len(args)
+        grads[solver.varpos] = h if needs[solver.varpos] else None
+        others = [p for p, need in enumerate(needs) if need and p != solver.varpos]
+        if others:
+            with torch.enable_grad():
+                full = [
+                    x.detach().requires_grad_(p in others) if isinstance(x, torch.Tensor) else x
+                    for p, x in enumerate(args)
+                ]
+                full[solver.varpos] = a
+                ka = solver.routine(*full, **ctx.opts)
+                gs = torch.autograd.grad(ka, [full[p] for p in others], grad_outputs=-h)
+            for p, gp in zip(others, gs):
+                grads[p] = gp
+        galpha = None
+        if ctx.needs_input_grad[3]:
+            galpha = -(h * a).sum()
+        return (None, None, None, galpha, *grads)
+
+
+class _TorchTools:
+    name = "torch"
+    arrayname = "torch.Tensor"
+    Genred = Genred
+    KernelSolve = KernelSolve
+
+    @staticmethod
+    def is_array(x):
+        return isinstance(x, torch.Tensor)
+
+    @staticmethod
+    def dtypename(x):
+        return str(x.dtype).replace("torch.", "")
+
+    @staticmethod
+    def constant(values, ref):
+        """A float parameter as a tensor of the call's dtype and device."""
+        if ref is None:
+            return torch.tensor(values, dtype=torch.get_default_dtype())
+        return torch.tensor(values, dtype=ref.dtype, device=ref.device)
+
+
+class LazyTensor(GenericLazyTensor):
+    """pykeops.torch.LazyTensor on pykmr: LazyTensor(x[:, None, :]) (i), LazyTensor(y[None, :, :]) (j),
+    LazyTensor(p) for a 0D/1D tensor or a float (parameter), LazyTensor(x, axis=0|1) for a 2D tensor, an
+    int for an exact constant, (ind, dim, cat) for a symbolic variable. See pykmr.lazy_tensor."""
+
+    _tools = _TorchTools
+
+
+def Vi(x_or_ind, dim=None):
+    """A variable indexed by i: Vi(x) for a 2D tensor (N, D), or Vi(ind, dim) symbolic (KeOps's Vi)."""
+    return _var(x_or_ind, dim, 0)
+
+
+def Vj(x_or_ind, dim=None):
+    """A variable indexed by j: Vj(y) for a 2D tensor (M, D), or Vj(ind, dim) symbolic."""
+    return _var(x_or_ind, dim, 1)
+
+
+def Pm(x_or_ind, dim=None):
+    """A parameter: Pm(p) for a tensor or number, or Pm(ind, dim) symbolic."""
+    return _var(x_or_ind, dim, 2)
+
+
+def _var(x, dim, cat):
+    if isinstance(x, int) and not isinstance(x, bool) and dim is not None:
+        return LazyTensor((x, dim, cat))
+    if dim is not None:
+        raise TypeError("pykmr: Vi/Vj/Pm(x) takes a tensor, or (ind, dim) for a symbolic variable")
+    if cat == 2:
+        return LazyTensor(x, axis=2) if isinstance(x, torch.Tensor) else LazyTensor(x)
+    if not isinstance(x, torch.Tensor) or x.dim() != 2:
+        raise ValueError("pykmr: Vi(x)/Vj(x) take a 2D tensor (rows, dim)")
+    return LazyTensor(x, axis=cat)
