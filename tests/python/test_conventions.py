@@ -73,23 +73,37 @@ def test_singular_points(dtype):
             out, gx, gy, gxx, gb, gc = evaluate(rows, n, m, dtype)
             for k, (f, point, v, d1, d2, other, _) in enumerate(rows):
                 # products of exact values by small integers: exact in both dtypes
-                want = {"value": (out, m * v), "d/dX": (gx, m * d1), "d/dY": (gy, -n * d1),
-                        "d2/dX2": (gxx, m * d2), "d/dB": (gb, m * other.get("B", 0.0)),
-                        "d/dC": (gc, m * other.get("C", 0.0))}
+                want = {
+                    "value": (out, m * v),
+                    "d/dX": (gx, m * d1),
+                    "d/dY": (gy, -n * d1),
+                    "d2/dX2": (gxx, m * d2),
+                    "d/dB": (gb, m * other.get("B", 0.0)),
+                    "d/dC": (gc, m * other.get("C", 0.0)),
+                }
                 for what, (t, w) in want.items():
                     col = t.detach()[:, k]
                     ok = torch.isnan(col).all() if math.isnan(w) else bool((col == w).all())
                     if not ok:
-                        failures.append(f"{what} of {f} at {point}, N={n}, M={m}: got {col.unique().tolist()}, "
-                                        f"want {w}")
+                        failures.append(
+                            f"{what} of {f} at {point}, N={n}, M={m}: got {col.unique().tolist()}, want {w}"
+                        )
     assert not failures, f"{len(failures)} mismatches ({dtype}):\n" + "\n".join(sorted(set(failures))[:40])
 
 
 def test_table_matches_torch_where_torch_decides():
     """The rows marked "torch" agree with torch's own autograd (an independent reference)."""
-    ref = {"Sqrt": torch.sqrt, "Rsqrt": torch.rsqrt, "Log": torch.log, "Inv": torch.reciprocal,
-           "Divide(X,B)": lambda x, b: x / b, "Divide(B,X)": lambda x, b: b / x,
-           "Powf": torch.pow, "Clamp": lambda x, b, c: torch.clamp(x, b, c), "Pow(X,-1)": lambda x: x ** -1}
+    ref = {
+        "Sqrt": torch.sqrt,
+        "Rsqrt": torch.rsqrt,
+        "Log": torch.log,
+        "Inv": torch.reciprocal,
+        "Divide(X,B)": lambda x, b: x / b,
+        "Divide(B,X)": lambda x, b: b / x,
+        "Powf": torch.pow,
+        "Clamp": lambda x, b, c: torch.clamp(x, b, c),
+        "Pow(X,-1)": lambda x: x**-1,
+    }
     checked = 0
     for formula, point, v, d1, d2, other, src in TABLE:
         if src != "torch":
@@ -103,8 +117,11 @@ def test_table_matches_torch_where_torch_decides():
         args = [t["X"]] + [t[k] for k in ("B", "C") if k in t]
         val = ref[key](*args)
         grads = torch.autograd.grad(val, args, create_graph=True)
-        gxx = torch.autograd.grad(grads[0], t["X"], allow_unused=True, materialize_grads=True)[0] \
-            if grads[0].requires_grad else torch.tensor(0.0, dtype=torch.float64)
+        gxx = (
+            torch.autograd.grad(grads[0], t["X"], allow_unused=True, materialize_grads=True)[0]
+            if grads[0].requires_grad
+            else torch.tensor(0.0, dtype=torch.float64)
+        )
         want = [v, d1, d2] + [other[k] for k in ("B", "C") if k in t]
         got = [val, grads[0], gxx] + list(grads[1:])
         for w, g in zip(want, got):

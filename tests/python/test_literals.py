@@ -1,5 +1,5 @@
-"""Float literals (issue 10, section 3): every literal Python's repr(float) or str(int) writes parses and means
-the nearest double (float64 kernels) or the nearest float (float32 kernels, rounded from the decimal
+"""Float literals (issue 10, section 3): every literal Python's repr(float) or str(int) writes parses and
+means the nearest double (float64 kernels) or the nearest float (float32 kernels, rounded from the decimal
 itself, not through the double); the canonical key keeps the exact value. The references round with exact
 rational arithmetic (fractions), independently of pykmr's parser."""
 
@@ -15,9 +15,22 @@ from pykmr.torch import Genred
 
 ISSUE = ["2.220446049250313e-16", "1e+308", "5e-324", "1.7976931348623157e+308", str(2**70)]
 MORE = [
-    "0.1", repr(1 / 3), "1e-320", "123456789.12345679", str(2**64 + 1), "1e+22", "1e+23", "4.9406564584124654e-324",
-    "2.2250738585072014e-308", "1.0000000596046448",  # a float midpoint's neighbour: float(d) rounds differently
-    "3.4028235677973366e+38", "1e-50", "9007199254740993", str(10**40), "0.30000000000000004", "1e-05",
+    "0.1",
+    repr(1 / 3),
+    "1e-320",
+    "123456789.12345679",
+    str(2**64 + 1),
+    "1e+22",
+    "1e+23",
+    "4.9406564584124654e-324",
+    "2.2250738585072014e-308",
+    "1.0000000596046448",  # a float midpoint's neighbour: float(d) rounds differently
+    "3.4028235677973366e+38",
+    "1e-50",
+    "9007199254740993",
+    str(10**40),
+    "0.30000000000000004",
+    "1e-05",
 ]
 
 
@@ -45,8 +58,13 @@ def _nearest(fr, np_t):
     finite = [c for c in cands if np.isfinite(c)]
     if not finite:
         return float(guess)
-    best = min(finite, key=lambda c: (abs(Fraction(float(c)) - fr), int(c.view(np.int32 if np_t is np.float32
-                                                                                 else np.int64)) & 1))
+    best = min(
+        finite,
+        key=lambda c: (
+            abs(Fraction(float(c)) - fr),
+            int(c.view(np.int32 if np_t is np.float32 else np.int64)) & 1,
+        ),
+    )
     big = np.finfo(np_t).max
     # beyond the largest finite value by half an ulp or more: infinity, as IEEE rounding gives
     half_ulp = (Fraction(float(big)) - Fraction(float(np.nextafter(big, np_t(0))))) / 2
@@ -61,7 +79,7 @@ CHUNK = 10  # literals per formula: one JIT compile per chunk and dtype
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("start", range(0, len(LITERALS), CHUNK))
 def test_literal_values(start, dtype):
-    lits = LITERALS[start:start + CHUNK]
+    lits = LITERALS[start : start + CHUNK]
     formula = "X*" + lits[0]
     for lit in lits[1:]:
         formula = f"Concat({formula},X*{lit})"
@@ -77,7 +95,8 @@ def test_literal_values(start, dtype):
 def test_issue_instance():
     x = torch.ones(2, 1, dtype=torch.float64)
     out = Genred("X*2.220446049250313e-16", ["X = Vi(1)", "Y = Vj(1)"], reduction_op="Sum", axis=1)(
-        x, torch.ones(1, 1, dtype=torch.float64))
+        x, torch.ones(1, 1, dtype=torch.float64)
+    )
     assert out.tolist() == [[2.220446049250313e-16]] * 2
 
 
@@ -95,8 +114,10 @@ def test_key_keeps_the_exact_value():
     assert key(f"X*{2**70}") == key("X*1.1805916207174113e+21")
 
 
-@pytest.mark.parametrize("text, why", [("X*1e309", "beyond the range of a double"),
-                                       ("X*1" + "0" * 400, "beyond the range of a double")])
+@pytest.mark.parametrize(
+    "text, why",
+    [("X*1e309", "beyond the range of a double"), ("X*1" + "0" * 400, "beyond the range of a double")],
+)
 def test_out_of_range_is_a_clear_error(text, why):
     with pytest.raises(ValueError, match=why):
         Genred(text, ["X = Vi(1)"], reduction_op="Sum", axis=1)
@@ -104,5 +125,6 @@ def test_out_of_range_is_a_clear_error(text, why):
 
 def test_underflow_is_zero():
     out = Genred("X*1e-400+Y", ["X = Vi(1)", "Y = Vj(1)"], reduction_op="Sum", axis=1)(
-        torch.ones(1, 1, dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64))
+        torch.ones(1, 1, dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64)
+    )
     assert out.item() == 0.0

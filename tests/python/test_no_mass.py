@@ -14,7 +14,9 @@ NEG_INF = float("-inf")
 
 
 def test_issue_instance_logsumexp():
-    routine = Genred("A-SqDist(X,Y)", ["A = Vi(1)", "X = Vi(2)", "Y = Vj(2)"], reduction_op="LogSumExp", axis=1)
+    routine = Genred(
+        "A-SqDist(X,Y)", ["A = Vi(1)", "X = Vi(2)", "Y = Vj(2)"], reduction_op="LogSumExp", axis=1
+    )
     for dtype in (torch.float32, F64):
         x = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=dtype, requires_grad=True)
         a = torch.tensor([[NEG_INF], [0.0]], dtype=dtype, requires_grad=True)
@@ -29,7 +31,9 @@ def test_issue_instance_logsumexp():
 
 def test_issue_instance_transposed():
     """Same, reduced over i (axis=0): the empty row is now a j."""
-    routine = Genred("B-SqDist(X,Y)", ["B = Vj(1)", "X = Vi(2)", "Y = Vj(2)"], reduction_op="LogSumExp", axis=0)
+    routine = Genred(
+        "B-SqDist(X,Y)", ["B = Vj(1)", "X = Vi(2)", "Y = Vj(2)"], reduction_op="LogSumExp", axis=0
+    )
     y = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=F64, requires_grad=True)
     b = torch.tensor([[NEG_INF], [0.0]], dtype=F64, requires_grad=True)
     x = torch.tensor([[0.0, 0.0]], dtype=F64, requires_grad=True)
@@ -98,8 +102,9 @@ def test_sumsoftmaxweight_empty_row():
     _check(out, want, args, KEEP)
 
 
-@pytest.mark.parametrize("reduction, formula2", [("LogSumExp", None), ("LogSumExp", "Abs(V)+0.1"),
-                                                 ("SumSoftMaxWeight", "V")])
+@pytest.mark.parametrize(
+    "reduction, formula2", [("LogSumExp", None), ("LogSumExp", "Abs(V)+0.1"), ("SumSoftMaxWeight", "V")]
+)
 def test_empty_reduction_m0(reduction, formula2):
     """M = 0: every row is empty; gradients are zero (own and parameter-like variables) or empty."""
     x, y, a, b, v = _data(m=0)

@@ -64,7 +64,7 @@ struct ScalarOf<T, void_t<typename T::value_type>> {
   using type = typename T::value_type;
 };
 template <class T>
-constexpr int mantissa_bits() {  // significand bits of T's scalar type: 24 (float) or 53 (double)
+KMR_HOST_DEVICE constexpr int mantissa_bits() {  // significand bits of T's scalar type: 24 (float) or 53 (double)
   return sizeof(typename ScalarOf<T>::type) == 4 ? 24 : 53;
 }
 
