@@ -50,8 +50,10 @@ def _data(n=6, m=9, seed=0):
     a = torch.randn(n, 1, dtype=F64, generator=g)
     b = torch.randn(m, 1, dtype=F64, generator=g)
     v = torch.randn(m, 3, dtype=F64, generator=g)
-    a[2] = NEG_INF  # row 2 has no mass
-    b[4] = NEG_INF  # column 4 has no mass: a zero weight inside every row
+    if n > 2:
+        a[2] = NEG_INF  # row 2 has no mass
+    if m > 4:
+        b[4] = NEG_INF  # column 4 has no mass: a zero weight inside every row
     return [t.requires_grad_(True) for t in (x, y, a, b, v)]
 
 
