@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <deque>
 #include <exception>
+#include <stdexcept>
+#include <string>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -238,6 +240,95 @@ void parallel_for(void* /*pool: only one exists*/, int64_t ntasks, void (*task)(
   Pool& pool = current_pool();
   pool.resize(nthreads);
   pool.run(ntasks, task, ctx);
+}
+
+namespace {
+struct Thunk {
+  void (*fn)(void*);
+  void* ctx;
+  std::exception_ptr error;
+};
+void* thunk_main(void* p) {
+  Thunk* t = static_cast<Thunk*>(p);
+  try {
+    t->fn(t->ctx);
+  } catch (...) {
+    t->error = std::current_exception();
+  }
+  return nullptr;
+}
+#if defined(__unix__) || defined(__APPLE__)
+bool spawn(std::size_t stack_bytes, Thunk* t, pthread_t* id) {
+  pthread_attr_t attr;
+  if (pthread_attr_init(&attr) != 0) return false;
+  const bool ok = pthread_attr_setstacksize(&attr, stack_bytes) == 0 && pthread_create(id, &attr, thunk_main, t) == 0;
+  pthread_attr_destroy(&attr);
+  return ok;
+}
+#endif
+struct BigJob {
+  int64_t n;
+  void (*task)(void*, int64_t);
+  void* ctx;
+  std::atomic<int64_t> next{0};
+  std::atomic<bool> stop{false};
+};
+void big_worker(void* p) {
+  BigJob* j = static_cast<BigJob*>(p);
+  ++t_depth;  // nested parallel_for calls run inline
+  struct Leave {
+    ~Leave() { --t_depth; }
+  } leave;
+  for (int64_t t; !j->stop.load() && (t = j->next.fetch_add(1)) < j->n;) {
+    try {
+      j->task(j->ctx, t);
+    } catch (...) {
+      j->stop.store(true);
+      throw;
+    }
+  }
+}
+}  // namespace
+
+void run_with_stack(std::size_t stack_bytes, void (*fn)(void*), void* ctx) {
+  Thunk t{fn, ctx, nullptr};
+#if defined(__unix__) || defined(__APPLE__)
+  pthread_t id;
+  if (!spawn(stack_bytes, &t, &id))
+    throw std::runtime_error("kmr: cannot create a thread with " + std::to_string(stack_bytes >> 20) +
+                             " MB of stack for this formula's large dimensions");
+  pthread_join(id, nullptr);
+#else
+  thunk_main(&t);
+#endif
+  if (t.error) std::rethrow_exception(t.error);
+}
+
+void big_stack_parallel_for(void* pool, int64_t ntasks, void (*task)(void*, int64_t), void* ctx) {
+  if (ntasks <= 0) return;
+  const BigStack* cfg = static_cast<const BigStack*>(pool);
+  BigJob job;
+  job.n = ntasks;
+  job.task = task;
+  job.ctx = ctx;
+  const int64_t extra = std::min<int64_t>(ntasks, t_depth > 0 ? 1 : cfg->threads) - 1;
+  std::vector<Thunk> thunks(std::size_t(extra > 0 ? extra : 0), Thunk{big_worker, &job, nullptr});
+#if defined(__unix__) || defined(__APPLE__)
+  std::vector<pthread_t> ids;
+  for (auto& th : thunks) {
+    pthread_t id;
+    if (!spawn(cfg->stack_bytes, &th, &id)) break;  // fewer threads: the caller does the rest
+    ids.push_back(id);
+  }
+#endif
+  Thunk self{big_worker, &job, nullptr};
+  thunk_main(&self);
+#if defined(__unix__) || defined(__APPLE__)
+  for (pthread_t id : ids) pthread_join(id, nullptr);
+#endif
+  if (self.error) std::rethrow_exception(self.error);
+  for (auto& th : thunks)
+    if (th.error) std::rethrow_exception(th.error);
 }
 
 }  // namespace cpu

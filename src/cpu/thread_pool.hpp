@@ -6,6 +6,7 @@
 // runtime, and pykmr does not load a second OpenMP next to torch's (libgomp
 // vs libiomp clashes, oversubscription of two pools spinning at once).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 namespace kmr {
@@ -27,6 +28,18 @@ void* default_pool();
 // Several threads may call it at once. If a task throws, the remaining tasks
 // are skipped and the first exception is rethrown here.
 void parallel_for(void* pool, int64_t ntasks, void (*task)(void*, int64_t), void* ctx);
+
+// Kernels whose rows need more stack than a pool thread has (formulas of large dimensions: their
+// per-row arrays live on the stack, the fast path for small ones) run through these instead.
+// run_with_stack runs fn on a new thread with `stack_bytes` of stack and waits for it (exceptions
+// are rethrown here); big_stack_parallel_for, with pool = a BigStack*, runs the tasks on threads
+// created with that stack size (the caller, itself such a thread, takes tasks too).
+struct BigStack {
+  std::size_t stack_bytes;
+  int threads;
+};
+void run_with_stack(std::size_t stack_bytes, void (*fn)(void*), void* ctx);
+void big_stack_parallel_for(void* pool, int64_t ntasks, void (*task)(void*, int64_t), void* ctx);
 
 }  // namespace cpu
 }  // namespace kmr

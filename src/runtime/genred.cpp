@@ -87,6 +87,24 @@ std::pair<int, int> state_dims(const std::string& cpp, int dimf, long long k) {
   return {dimf, dimf};  // ArgMin, ArgMax, Min_ArgMin, Max_ArgMax
 }
 
+// Bytes of the arrays a row's evaluation keeps on the stack, bounded from above: every node holds its
+// operands' values (a pack of the widest SIMD, 64 bytes, per coordinate); a gradient expands its formula
+// a few times over; the driver holds its rows' i-variables (4 rows), the j-variables and F's value.
+double stack_estimate(const Expr& e) {
+  double s = double(e.dim);
+  for (const auto& a : e.args) s += double(a->dim) + stack_estimate(*a);
+  return e.op == "Grad" ? 6 * s : s;
+}
+double stack_bytes(const ParsedFormula& f) {
+  double in_i = 0, in_j = 0;
+  for (const VarInfo& v : f.vars) (v.cat == 0 ? in_i : v.cat == 1 ? in_j : in_i) += v.dim;
+  return 64.0 * (4 * in_i + in_j + 4 * f.dim + stack_estimate(*f.root));
+}
+// Below this, pool threads (8 MB of stack at least) run the kernel as they are: the fast path.
+constexpr double kPoolStack = 1 << 20;
+// Above this, the formula is refused at construction (per thread, even if only reserved).
+constexpr double kMaxStack = 16.0 * (1ULL << 30);
+
 }  // namespace
 
 struct Genred::Impl {
@@ -101,6 +119,7 @@ struct Genred::Impl {
   int out_idx_dim = 0;
   std::vector<ArgInfo> args;
   std::string description;
+  std::size_t big_stack = 0;  // > 0: run on threads with this much stack (see stack_bytes)
   mutable std::mutex mutex;
   mutable kmr_kernel_fn kernels[2] = {nullptr, nullptr};
   mutable std::string module_path[2];
@@ -118,7 +137,24 @@ struct Genred::Impl {
     call.pool = cpu::default_pool();
     call.num_threads = cpu::num_threads();
     const kmr_kernel_fn fn = kernel(dtype);
-    if (fn(&call) != 0) throw Error(ErrorKind::Runtime, "kmr: kernel failed for " + description);
+    int rc = 0;
+    if (big_stack == 0) {
+      rc = fn(&call);
+    } else {  // large dimensions: every thread that evaluates rows gets the stack they need
+      cpu::BigStack cfg{big_stack, cpu::num_threads()};
+      call.parallel_for = &cpu::big_stack_parallel_for;
+      call.pool = &cfg;
+      struct Ctx {
+        kmr_kernel_fn fn;
+        kmr_kernel_call* call;
+        int rc;
+      } ctx{fn, &call, 0};
+      cpu::run_with_stack(
+          big_stack, [](void* p) { static_cast<Ctx*>(p)->rc = static_cast<Ctx*>(p)->fn(static_cast<Ctx*>(p)->call); },
+          &ctx);
+      rc = ctx.rc;
+    }
+    if (rc != 0) throw Error(ErrorKind::Runtime, "kmr: kernel failed for " + description);
   }
   void merge(DType dtype, int mode, std::int64_t rows, const std::vector<const void*>& accs,
              const std::vector<const std::int64_t*>& idxs, void* out, std::int64_t* out_idx) const;
@@ -208,8 +244,22 @@ Genred::Genred(const std::string& formula, const std::vector<std::string>& alias
                                         std::to_string(options.opt_arg));
     g.k = options.opt_arg;
   }
+  // Resource limits, checked here so that no call can overrun them (issue 10, section 5).
+  if (g.formula.vars.size() > 64)
+    throw Error(ErrorKind::Value, "kmr: " + g.description + " has " + std::to_string(g.formula.vars.size()) +
+                                      " variables; at most 64 are supported");
+  const long long out_dim = (long long)(g.k > 0 ? g.k : 1) * ((long long)f1.dim + dim2) + 2 * (g.k > 0 ? g.k : 1);
+  if (out_dim > (1LL << 30))
+    throw Error(ErrorKind::Value, "kmr: the output of " + g.description + " would have " + std::to_string(out_dim) +
+                                      " values per row (K x dim); at most 2^30 are supported");
   g.out_dim = g.red->out_dim(f1.dim, dim2, g.k);
   g.out_idx_dim = g.red->out_idx_dim(f1.dim, dim2, g.k);
+  const double need = stack_bytes(g.formula);
+  if (need > kMaxStack)
+    throw Error(ErrorKind::Value, "kmr: " + g.description + " has too large dimensions: a row needs about " +
+                                      std::to_string((long long)(need / (1 << 20))) +
+                                      " MB of scratch memory (the limit is 16 GB)");
+  if (need > kPoolStack) g.big_stack = std::size_t(2 * need) + (std::size_t(8) << 20);
 }
 
 Genred::~Genred() = default;

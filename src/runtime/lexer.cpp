@@ -2,7 +2,9 @@
 // formula parser.
 #include "lexer.hpp"
 
+#include <charconv>
 #include <climits>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 
@@ -161,7 +163,7 @@ bool to_ll(const std::string& digits, long long& out) {
 
 }  // namespace
 
-void decimal_literal(const Source& src, const Token& t, long long& p, long long& q) {
+bool decimal_literal(const Token& t, long long& p, long long& q) {
   const std::string& s = t.text;
   std::string digits;
   long long exp10 = 0;
@@ -185,12 +187,11 @@ void decimal_literal(const Source& src, const Token& t, long long& p, long long&
     }
     exp10 += neg ? -e : e;
   }
-  const std::string bad = "the number '" + s + "' is not exactly representable as p/q with 64-bit integers";
   const std::size_t first = digits.find_first_not_of('0');
   if (first == std::string::npos) {  // zero
     p = 0;
     q = 1;
-    return;
+    return true;
   }
   digits = digits.substr(first);
   while (digits.back() == '0') {
@@ -198,16 +199,16 @@ void decimal_literal(const Source& src, const Token& t, long long& p, long long&
     ++exp10;
   }
   if (exp10 >= 0) {  // an integer
-    if ((long long)digits.size() + exp10 > 19) throw_at(src, t.pos, bad);
+    if ((long long)digits.size() + exp10 > 19) return false;
     digits.append((std::size_t)exp10, '0');
-    if (!to_ll(digits, p)) throw_at(src, t.pos, bad);
+    if (!to_ll(digits, p)) return false;
     q = 1;
-    return;
+    return true;
   }
   // digits / 10^k, digits not a multiple of 10: cancel its 2s or its 5s.
   // A representable value has p < 2^63 and q = 2^(k-twos) 5^(k-fives) < 2^63,
   // so digits < 2^63 * 5^27 or < 2^63 * 2^62: at most 64 digits.
-  if (digits.size() > 64) throw_at(src, t.pos, bad);
+  if (digits.size() > 64) return false;
   const long long k = -exp10;
   long long twos = 0, fives = 0;
   while (twos < k && mod_small(digits, 2) == 0) {
@@ -218,15 +219,93 @@ void decimal_literal(const Source& src, const Token& t, long long& p, long long&
     digits = div_small(digits, 5);
     ++fives;
   }
-  if (k - twos > 62 || k - fives > 27 || !to_ll(digits, p)) throw_at(src, t.pos, bad);
+  if (k - twos > 62 || k - fives > 27 || !to_ll(digits, p)) return false;
   unsigned long long den = 1;
   for (long long j = 0; j < k - twos; ++j) den *= 2;
   for (long long j = 0; j < k - fives; ++j) {
-    if (den > (unsigned long long)LLONG_MAX / 5) throw_at(src, t.pos, bad);
+    if (den > (unsigned long long)LLONG_MAX / 5) return false;
     den *= 5;
   }
-  if (den > (unsigned long long)LLONG_MAX) throw_at(src, t.pos, bad);
+  if (den > (unsigned long long)LLONG_MAX) return false;
   q = (long long)den;
+  return true;
+}
+
+namespace {
+// v = m 2^e with m odd (or 0): the exact value of a double or a float, in integers.
+void split_binary(double v, long long& m, long long& e) {
+  m = 0;
+  e = 0;
+  if (v == 0) return;
+  int x = 0;
+  const double f = std::frexp(v, &x);  // v = f 2^x, 0.5 <= |f| < 1
+  m = (long long)std::ldexp(f, 53);    // exact: 53 bits
+  e = (long long)x - 53;
+  while ((m & 1) == 0) {
+    m /= 2;
+    ++e;
+  }
+}
+}  // namespace
+
+void float_literal(const Source& src, const Token& t, std::vector<long long>& ip) {
+  const std::string& s = t.text;
+  const char* b = s.data();
+  const char* e = b + s.size();
+  // Decimal exponent of the leading digit, to tell an underflow (-> 0, as Python's float) from an overflow.
+  long long lead = 0;
+  {
+    std::size_t i = 0, nint = 0;
+    bool seen = false;
+    long long frac_zeros = 0;
+    while (i < s.size() && is_digit(s[i])) {
+      if (s[i] != '0' || seen) seen = true, ++nint;
+      ++i;
+    }
+    if (i < s.size() && s[i] == '.') {
+      ++i;
+      while (i < s.size() && is_digit(s[i]) && !seen) {
+        if (s[i] != '0') seen = true;
+        else ++frac_zeros;
+        ++i;
+      }
+      while (i < s.size() && is_digit(s[i])) ++i;
+    }
+    long long ex = 0;
+    if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+      ++i;
+      const bool neg = i < s.size() && s[i] == '-';
+      if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+      for (; i < s.size() && is_digit(s[i]); ++i)
+        if (ex < 100000000) ex = ex * 10 + (s[i] - '0');
+      ex = neg ? -ex : ex;
+    }
+    lead = (nint > 0 ? (long long)nint - 1 : -frac_zeros - 1) + ex;
+  }
+  // std::from_chars rounds correctly (to nearest, ties to even) and ignores the locale.
+  double d = 0;
+  auto rd = std::from_chars(b, e, d);
+  if (rd.ec == std::errc::result_out_of_range) {
+    if (lead > 0)
+      throw_at(src, t.pos, "the number '" + s + "' is beyond the range of a double (about 1.8e308)");
+    d = 0;
+  } else if (rd.ec != std::errc() || rd.ptr != e) {
+    throw_at(src, t.pos, "malformed number '" + s + "'");
+  }
+  float f = 0;
+  long long mf = 0, ef = 0;
+  auto rf = std::from_chars(b, e, f);
+  if (rf.ec == std::errc::result_out_of_range) {
+    if (lead > 0) {
+      mf = 1;  // beyond the float range: +inf in float kernels, as IEEE rounding gives
+      ef = 128;
+    }
+  } else {
+    split_binary(f, mf, ef);
+  }
+  long long md = 0, ed = 0;
+  split_binary(d, md, ed);
+  ip = {md, ed, mf, ef};
 }
 
 bool reduce_ratio(long long p, long long q, long long& rp, long long& rq) {

@@ -42,8 +42,13 @@ std::string unexpected(const Source& src, const Token& t);
 // Value of an Int token, negated when `negative`; range-checked.
 long long int_literal(const Source& src, const Token& t, bool negative);
 
-// Exact value p/q (q >= 1, reduced) of a Decimal token; range-checked.
-void decimal_literal(const Source& src, const Token& t, long long& p, long long& q);
+// Exact value p/q (q >= 1, reduced) of a Decimal token; false when it is no ratio of 64-bit integers.
+bool decimal_literal(const Token& t, long long& p, long long& q);
+
+// A number literal that is no 64-bit ratio, as FpCst's parameters: the nearest double MD 2^ED and the
+// nearest float MF 2^EF (EF = 128: beyond the float range, +inf), both correctly rounded; an underflow
+// gives 0 (as Python's float), an overflow of the double range is an error.
+void float_literal(const Source& src, const Token& t, std::vector<long long>& ip);
 
 // p/q reduced with q > 0 (q != 0 on entry); false if out of the 64-bit range.
 bool reduce_ratio(long long p, long long q, long long& rp, long long& rq);

@@ -134,10 +134,29 @@ DimResult rule_ratcst(const Args&, const Params& p) {
   return ok(1);
 }
 
+// FpCst(md, ed, mf, ef) = md 2^ed in double, mf 2^ef in float (ef = 128: +-inf), as the parser writes
+// a literal; checked so that a hand-written one is a finite double, a float or +-inf, and nothing else.
+DimResult rule_fpcst(const Args&, const Params& p) {
+  const long long md = p[0], ed = p[1], mf = p[2], ef = p[3];
+  auto bits = [](long long m) {
+    unsigned long long v = m < 0 ? 0ULL - (unsigned long long)m : (unsigned long long)m;
+    int n = 0;
+    for (; v != 0; v >>= 1) ++n;
+    return n;
+  };
+  if (bits(md) > 53 || ed < -1074 || ed + bits(md) > 1024)
+    return param_error("md 2^ed must be a finite double (|md| < 2^53, -1074 <= ed, md 2^ed < 2^1024)");
+  const bool inf = ef == 128 && (mf == 1 || mf == -1);
+  if (!inf && (bits(mf) > 24 || ef < -149 || ef + bits(mf) > 128))
+    return param_error("mf 2^ef must be a finite float (|mf| < 2^24, -149 <= ef, mf 2^ef < 2^128) or +-1 2^128");
+  return ok(1);
+}
+
 const OpSpec kOps[] = {
     // leaves (variables are handled by the parser: Vi, Vj, Pm, Vx, Vy, Var)
     {"IntCst", 0, 1, "IntCst(n)", rule_scalar},
     {"RatCst", 0, 2, "RatCst(p,q)", rule_ratcst},
+    {"FpCst", 0, 4, "FpCst(md,ed,mf,ef)", rule_fpcst},
     {"Zero", 0, 1, "Zero(dim)", rule_zero},
     // elementwise unary
     {"Exp", 1, 0, "Exp(F)", rule_same},

@@ -327,16 +327,18 @@ class Parser {
 
   // Numbers and composite operands ($0, $1, ...).
   KMR_PARSER_COLD Node leaf(const Token& t) {
-    if (t.kind == TokKind::Int) {
-      advance();
-      return build(*find_op("IntCst"), {}, {int_literal(src_, t, false)}, t.pos, t.end);
-    }
-    if (t.kind == TokKind::Decimal) {
+    if (t.kind == TokKind::Int || t.kind == TokKind::Decimal) {
+      // Exact integers and ratios keep their exact form (IntCst, RatCst); any other literal Python
+      // writes (17 digits, exponents to +-308, integers beyond 64 bits) is rounded once, correctly.
       advance();
       long long p, q;
-      decimal_literal(src_, t, p, q);
-      if (q == 1) return build(*find_op("IntCst"), {}, {p}, t.pos, t.end);
-      return build(*find_op("RatCst"), {}, {p, q}, t.pos, t.end);
+      if (decimal_literal(t, p, q)) {
+        if (q == 1) return build(*find_op("IntCst"), {}, {p}, t.pos, t.end);
+        return build(*find_op("RatCst"), {}, {p, q}, t.pos, t.end);
+      }
+      std::vector<long long> ip;
+      float_literal(src_, t, ip);
+      return build(*find_op("FpCst"), {}, std::move(ip), t.pos, t.end);
     }
     if (t.kind == TokKind::Holder) {
       advance();

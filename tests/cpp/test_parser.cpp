@@ -389,14 +389,30 @@ TEST(ParserErrors, IntegerParameters) {
 }
 
 TEST(ParserErrors, NumberRange) {
-  expect_at(error_of("X*9223372036854775808", {"X=Vi(1)"}), "integer 9223372036854775808 is out of the 64-bit range", 2,
-            "X*9223372036854775808");
   expect_at(error_of("IntCst(-9223372036854775809)"), "out of the 64-bit range", 8, "IntCst(-9223372036854775809)");
-  expect_at(error_of("1e19"), "the number '1e19' is not exactly representable", 0, "1e19");
-  expect_at(error_of("1+1e-19"), "not exactly representable", 2, "1+1e-19");
-  expect_at(error_of("0.3e-27"), "not exactly representable", 0, "0.3e-27");  // 3/10^28
-  expect_at(error_of("1e99999999999999999999"), "not exactly representable", 0, "1e99999999999999999999");
+  expect_at(error_of("1e99999999999999999999"), "the number '1e99999999999999999999' is beyond the range of a double",
+            0, "1e99999999999999999999");
+  expect_at(error_of("2*1e309"), "beyond the range of a double", 2, "2*1e309");
   EXPECT_EQ(key("0e99999999999999999999"), "IntCst(0)");
+}
+
+// Literals that are no 64-bit ratio: the nearest double and the nearest float, both correctly rounded
+// (issue 10, section 3); exact ratios keep their exact form.
+TEST(Parser, FloatLiterals) {
+  EXPECT_EQ(key("9223372036854775808"), "FpCst(1,63,1,63)");                       // 2^63
+  EXPECT_EQ(key("1180591620717411303424"), "FpCst(1,70,1,70)");                    // 2^70
+  EXPECT_EQ(key("2.220446049250313e-16"), "FpCst(1,-52,1,-52)");                   // 2^-52
+  EXPECT_EQ(key("5e-324"), "FpCst(1,-1074,0,0)");                                  // below the float range: 0
+  EXPECT_EQ(key("1e308").substr(0, 6), "FpCst(");
+  EXPECT_EQ(key("1e308").substr(key("1e308").size() - 7), ",1,128)");              // +inf in float
+  EXPECT_EQ(key("1e-400"), "FpCst(0,0,0,0)");                                      // underflow: 0, as Python
+  EXPECT_EQ(key("1e19"), "FpCst(19073486328125,19,9094947,40)");                   // 5^19 2^19; float rounded
+  EXPECT_EQ(key("2.2204460492503130e-16"), key("2.220446049250313e-16"));
+  EXPECT_EQ(key("0.30000000000000004"), "RatCst(7500000000000001,25000000000000000)");
+  EXPECT_EQ(key("1e18"), "IntCst(1000000000000000000)");
+  EXPECT_EQ(key("FpCst(1,-52,1,-52)"), "FpCst(1,-52,1,-52)");
+  expect_at(error_of("FpCst(1,-2000,1,0)"), "must be a finite double", 0, "FpCst(1,-2000,1,0)");
+  expect_at(error_of("FpCst(1,0,3,128)"), "must be a finite float", 0, "FpCst(1,0,3,128)");
 }
 
 TEST(ParserErrors, DimensionMismatch) {

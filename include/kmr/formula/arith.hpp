@@ -28,12 +28,13 @@ struct MultOp {
   template <class A, class B, class G> using AdjointB = Mult<G, A>;
 };
 
-// a / b: d/da = 1/b, d/db = -a/b^2
+// a / b: d/da = 1/b, d/db = -a (1/b)^2 (written with Inv, as Inv's own rule, so that the second
+// derivative at b = 0 is torch's +-inf, not inf * 0)
 struct DivideOp {
   static constexpr const char* NAME = "Divide";
   template <class T> KMR_HOST_DEVICE KMR_INLINE static T value(T a, T b) { return a / b; }
   template <class A, class B, class G> using AdjointA = Divide<G, B>;
-  template <class A, class B, class G> using AdjointB = Minus<Divide<Mult<G, A>, Square<B>>>;
+  template <class A, class B, class G> using AdjointB = Minus<Mult<Mult<G, A>, Square<Inv<B>>>>;
 };
 
 // -a

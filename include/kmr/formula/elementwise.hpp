@@ -113,21 +113,36 @@ struct XLogXOp {
   template <class F, class G> using Adjoint = Mult<G, Add<Log<F>, IntCst<1>>>;
 };
 
-// a^b = exp(b log a): d/da = b a^(b-1), d/db = log(a) a^b
-struct PowfOp {
-  KMR_ELEMENTWISE_NAME(Powf)
-  template <class T> KMR_HOST_DEVICE KMR_INLINE static T value(T a, T b) { return vexp(b * vlog(a)); }
-  template <class A, class B, class G> using AdjointA = Mult<G, Mult<B, Powf<A, Subtract<B, IntCst<1>>>>>;
-  template <class A, class B, class G> using AdjointB = Mult<G, Mult<Log<A>, Powf<A, B>>>;
+// nzmask(c, x) = 0 where c == 0, x elsewhere (even where x is inf or NaN): the masks of the
+// conventions at singular points (docs/conventions.md). The mask is constant: d/dc = 0.
+struct NzMaskOp {
+  KMR_ELEMENTWISE_NAME(NzMask)
+  template <class T> KMR_HOST_DEVICE KMR_INLINE static T value(T c, T x) { return vnzmask(c, x); }
+  template <class C, class X, class G> using AdjointA = Zero<Binary<NzMaskOp, C, X>::DIM>;
+  template <class C, class X, class G> using AdjointB = NzMask<C, G>;
 };
 
-// clamp(x, a, b) = min(max(x, a), b)
+// a^b with C's pow (0^0 = 1, (-2)^2 = 4, (-2)^0.5 = NaN). Torch's derivatives at the singular
+// points: d/da = b a^(b-1), 0 where b = 0; d/db = log(a) a^b, 0 where a = 0 and b >= 0.
+struct PowfOp {
+  KMR_ELEMENTWISE_NAME(Powf)
+  template <class T> KMR_HOST_DEVICE KMR_INLINE static T value(T a, T b) { return vpow(a, b); }
+  template <class A, class B, class G>
+  using AdjointA = Mult<G, NzMask<B, Mult<B, Powf<A, Subtract<B, IntCst<1>>>>>>;
+  template <class A, class B, class G>
+  using AdjointB = Mult<G, NzMask<Add<Abs<A>, Subtract<IntCst<1>, Step<B>>>, Mult<Log<A>, Powf<A, B>>>>;
+};
+
+// clamp(x, a, b) = a if x < a, else b if x > b, else x (KeOps's value, also when a > b).
+// Torch's derivatives: d/dx = [a <= x <= b], d/da = [x < a], d/db = [x >= a and x > b]:
+// exactly one of the three is 1 (no double count at x = a or x = b).
 struct ClampOp {
   KMR_ELEMENTWISE_NAME(Clamp)
   template <class T> KMR_HOST_DEVICE KMR_INLINE static T value(T x, T a, T b) { return vclamp(x, a, b); }
   template <class X, class A, class B, class G> using AdjointA = Mult<G, Mult<Step<Subtract<X, A>>, Step<Subtract<B, X>>>>;
-  template <class X, class A, class B, class G> using AdjointB = Mult<G, Step<Subtract<A, X>>>;
-  template <class X, class A, class B, class G> using AdjointC = Mult<G, Step<Subtract<X, B>>>;
+  template <class X, class A, class B, class G> using AdjointB = Mult<G, Subtract<IntCst<1>, Step<Subtract<X, A>>>>;
+  template <class X, class A, class B, class G>
+  using AdjointC = Mult<G, Mult<Step<Subtract<X, A>>, Subtract<IntCst<1>, Step<Subtract<B, X>>>>>;
 };
 
 // ifelse(c, a, b) = a if c >= 0 else b

@@ -12,6 +12,7 @@ template <int POS, int DIM, int CAT> struct Var;
 template <int D> struct Zero;
 template <long long N> struct IntCst;
 template <long long P, long long Q> struct RatCst;
+template <long long MD, int ED, long long MF, int EF> struct FpCst;
 
 template <class Op, class F> struct Unary;
 template <class Op, class A, class B> struct Binary;
@@ -61,6 +62,8 @@ struct XLogXOp;
 template <class F> using XLogX = Unary<XLogXOp, F>;
 struct FloorOp;
 template <class F> using Floor = Unary<FloorOp, F>;
+struct NzMaskOp;
+template <class C, class X> using NzMask = Binary<NzMaskOp, C, X>;
 struct PowfOp;
 template <class A, class B> using Powf = Binary<PowfOp, A, B>;
 struct ClampOp;

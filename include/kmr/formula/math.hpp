@@ -16,13 +16,17 @@ namespace kmr {
 KMR_MATH_F(vexp, expf, exp)
 KMR_MATH_F(vlog, logf, log)
 KMR_MATH_F(vsqrt, sqrtf, sqrt)
-KMR_MATH_F(vrsqrt, rsqrtf, rsqrt)
 KMR_MATH_F(vsin, sinf, sin)
 KMR_MATH_F(vcos, cosf, cos)
 KMR_MATH_F(vatan, atanf, atan)
 KMR_MATH_F(vabs, fabsf, fabs)
 KMR_MATH_F(vfloor, floorf, floor)
 #undef KMR_MATH_F
+// KeOps's convention: rsqrt(0) = 0, so that d sqrt and d|x| vanish at 0 (docs/conventions.md).
+KMR_HOST_DEVICE KMR_INLINE float vrsqrt(float x) { return x == 0.0f ? 0.0f : rsqrtf(x); }
+KMR_HOST_DEVICE KMR_INLINE double vrsqrt(double x) { return x == 0.0 ? 0.0 : rsqrt(x); }
+KMR_HOST_DEVICE KMR_INLINE float vpow(float a, float b) { return powf(a, b); }
+KMR_HOST_DEVICE KMR_INLINE double vpow(double a, double b) { return pow(a, b); }
 #else
 #define KMR_MATH_F(name, expr)                                 \
   KMR_INLINE float name(float x) { return expr; }              \
@@ -30,13 +34,16 @@ KMR_MATH_F(vfloor, floorf, floor)
 KMR_MATH_F(vexp, std::exp(x))
 KMR_MATH_F(vlog, std::log(x))
 KMR_MATH_F(vsqrt, std::sqrt(x))
-KMR_MATH_F(vrsqrt, 1 / std::sqrt(x))
+KMR_MATH_F(vrsqrt, x == 0 ? decltype(x)(0) : 1 / std::sqrt(x))  // KeOps: rsqrt(0) = 0
 KMR_MATH_F(vsin, std::sin(x))
 KMR_MATH_F(vcos, std::cos(x))
 KMR_MATH_F(vatan, std::atan(x))
 KMR_MATH_F(vabs, std::fabs(x))
 KMR_MATH_F(vfloor, std::floor(x))
 #undef KMR_MATH_F
+// C's pow (KeOps and torch agree): 0^0 = 1, (-2)^2 = 4, (-2)^0.5 = NaN.
+KMR_INLINE float vpow(float a, float b) { return std::pow(a, b); }
+KMR_INLINE double vpow(double a, double b) { return std::pow(a, b); }
 #endif
 
 // Branch-style helpers written once for scalars; packs overload them.
@@ -63,6 +70,10 @@ KMR_HOST_DEVICE KMR_INLINE T vclamp(T x, T a, T b) {  // min(max(x, a), b)
 template <class T>
 KMR_HOST_DEVICE KMR_INLINE T vinterior(T x, T a, T b) {  // 1 if a < x < b
   return (x > a && x < b) ? T(1) : T(0);
+}
+template <class T>
+KMR_HOST_DEVICE KMR_INLINE T vnzmask(T c, T x) {  // 0 where c == 0 (even if x is inf or NaN), else x
+  return c == T(0) ? T(0) : x;
 }
 template <class T>
 KMR_HOST_DEVICE KMR_INLINE T vxlogx(T x) {  // x log x, 0 at x = 0

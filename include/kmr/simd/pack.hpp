@@ -177,8 +177,17 @@ KMR_INLINE Pack<T, A> vsqrt(Pack<T, A> x) {
   return xsimd::sqrt(x.v);
 }
 template <class T, class A>
-KMR_INLINE Pack<T, A> vrsqrt(Pack<T, A> x) {
-  return Pack<T, A>(T(1)).v / xsimd::sqrt(x.v);
+KMR_INLINE Pack<T, A> vrsqrt(Pack<T, A> x) {  // KeOps: rsqrt(0) = 0
+  const Pack<T, A> z(T(0));
+  return select(x == z, z, Pack<T, A>(Pack<T, A>(T(1)).v / xsimd::sqrt(x.v)));
+}
+template <class T, class A>
+KMR_INLINE Pack<T, A> vpow(Pack<T, A> a, Pack<T, A> b) {
+  // C's pow. xsimd's differs at a = 0 (0 for b < 0, NaN for b = 0): there, exp(b log 0) gives C's
+  // 0 (b > 0), +inf (b < 0), NaN (b NaN), and b = 0 gives 1 whatever a is.
+  const Pack<T, A> z(T(0));
+  const Pack<T, A> p = select(a == z, Pack<T, A>(xsimd::exp(b.v * xsimd::log(a.v))), Pack<T, A>(xsimd::pow(a.v, b.v)));
+  return select(b == z, Pack<T, A>(T(1)), p);
 }
 template <class T, class A>
 KMR_INLINE Pack<T, A> vsin(Pack<T, A> x) {
@@ -357,8 +366,19 @@ template <class T, class A>
 KMR_INLINE Pack<T, A> vinterior(Pack<T, A> x, Pack<T, A> a, Pack<T, A> b) {
   return Pack<T, A>(::kmr::vinterior(x.v, a.v, b.v));
 }
+template <class T, class A>
+KMR_INLINE Pack<T, A> vpow(Pack<T, A> a, Pack<T, A> b) {
+  return Pack<T, A>(::kmr::vpow(a.v, b.v));
+}
 
 #endif
+
+// 0 where c == 0 (even if x is inf or NaN), else x; written once for both pack kinds.
+template <class T, class A>
+KMR_INLINE Pack<T, A> vnzmask(Pack<T, A> c, Pack<T, A> x) {
+  const Pack<T, A> z(T(0));
+  return select(c == z, z, x);
+}
 
 }  // namespace simd
 }  // namespace kmr

@@ -78,21 +78,31 @@ def input_grads(routine, args, out, idx, grad_out, needs, call):
     if kind == "lse" and not f2:
         e, lse = core.fresh_names("E", "L")
         w = f"{e}*Exp(({f})-{lse})"
-        return _pair_grads(routine, args, needs, kind, f, w, [(e, 1, grad_out), (lse, 1, out)], rg)
+        return _pair_grads(routine, args, needs, kind, f, w, [(e, 1, grad_out), (lse, 1, _no_mass(out))], rg)
     d = core.dim_g
     if kind == "lse":
         e, lse = core.fresh_names("E", "L")
         w = f"{e}*Exp(({f})-{lse})"
         return _pair_grads(routine, args, needs, kind, f"Concat({f},{f2})", f"Concat(({w}|{f2}),{w})",
-                           [(e, d, grad_out), (lse, d, out)], rg)
+                           [(e, d, grad_out), (lse, d, _no_mass(out))], rg)
     if kind == "ssmw":
         e, o, lse = core.fresh_names("E", "O", "L")
         p = f"Exp(({f})-{lse})"
         w = f"Concat({p}*(({e}|{f2})-({e}|{o})),{p}*{e})"
         lse_f = _derived(routine, "lse", f, core.aliases, "LogSumExp", core.axis)(*args, ranges=rg)
+        empty = torch.isneginf(lse_f)  # rows with no mass: their output (0/0) must not reach the weights
+        out = torch.where(empty, torch.zeros_like(out), out)
         return _pair_grads(routine, args, needs, kind, f"Concat({f},{f2})", w,
-                           [(e, d, grad_out), (o, d, out), (lse, 1, lse_f)], rg)
+                           [(e, d, grad_out), (o, d, out), (lse, 1, _no_mass(lse_f))], rg)
     raise RuntimeError(f"pykmr: no gradient rule for {core.reduction_op}")  # index reductions: no grad
+
+
+def _no_mass(lse):
+    """The log-normaliser L as the backward's weights Exp(F - L) use it: -inf (a row with no mass: all
+    F = -inf, or M = 0) becomes the lowest finite value, so that those weights are Exp(-inf) = 0 instead of
+    Exp(-inf + inf) = NaN and the row contributes zero to every gradient. Where L = -inf but some F is
+    finite (LogSumExp with weights summing to 0), Exp(F - L) stays +inf, the true derivative of log at 0."""
+    return torch.clamp(lse, min=torch.finfo(lse.dtype).min)
 
 
 def _derived(routine, key, formula, aliases, reduction, axis):
