@@ -106,7 +106,7 @@ def plot(t_conv, t_knn, nbrs, workers, path):
 # only changes these two lines (``Client("tcp://scheduler:8786")``, see docs/dask.md). Worker processes
 # re-import this file, hence the ``__main__`` guard.
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "pykmr example").strip().splitlines()[0])
     parser.add_argument("--small", action="store_true", help="2e4 points instead of 2e6 (CI)")
     parser.add_argument("--out", default=".", help="folder for the PNG figure")
     parser.add_argument("--workers", type=int, default=2, help="worker processes of the LocalCluster")

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import torch
 from pykmr.torch import generic_logsumexp
 
-parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+parser = argparse.ArgumentParser(description=(__doc__ or "pykmr example").strip().splitlines()[0])
 parser.add_argument("--small", action="store_true", help="a quick run (CI)")
 parser.add_argument("--out", default=".", help="folder for the PNG figures")
 args = parser.parse_args()

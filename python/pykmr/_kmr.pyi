@@ -18,6 +18,7 @@ def compiler_identity() -> str: ...
 def cuda_info() -> dict[str, Any]: ...
 def cuda_gpu_available() -> bool: ...
 def cuda_set_nvrtc_hint(path: str) -> None: ...
+def jit_stats() -> dict[str, int]: ...
 
 class Genred:
     """A compiled map-reduction on raw pointers (the Python front ends wrap it)."""
@@ -43,10 +44,53 @@ class Genred:
     def args(self) -> list[tuple[int, int]]: ...
     def is_precompiled(self, dtype: str) -> bool: ...
     def prepare(self, dtype: str) -> str: ...
-    def run(self, dtype: str, args: list[int], nx: int, ny: int, out: int) -> None: ...
-    def run_cuda(
-        self, dtype: str, args: list[int], nx: int, ny: int, out: int, device: int, stream: int
+    @property
+    def out_idx_dim(self) -> int: ...
+    def run(
+        self,
+        dtype: str,
+        args: list[int],
+        nx: int,
+        ny: int,
+        out: int,
+        out_idx: int = 0,
+        nbatch: int = 1,
+        batch_strides: list[int] = ...,
+        ranges: list[tuple[int, int]] = ...,
     ) -> None: ...
-    def run_cuda_host(self, dtype: str, args: list[int], nx: int, ny: int, out: int, device: int) -> None: ...
+    def run_cuda(
+        self,
+        dtype: str,
+        args: list[int],
+        nx: int,
+        ny: int,
+        out: int,
+        device: int,
+        stream: int,
+        out_idx: int = 0,
+        nbatch: int = 1,
+        batch_strides: list[int] = ...,
+        ranges: list[tuple[int, int]] = ...,
+    ) -> None: ...
+    def run_cuda_host(
+        self,
+        dtype: str,
+        args: list[int],
+        nx: int,
+        ny: int,
+        out: int,
+        device: int,
+        out_idx: int = 0,
+        nbatch: int = 1,
+        batch_strides: list[int] = ...,
+        ranges: list[tuple[int, int]] = ...,
+    ) -> None: ...
+    def state_layout(self, dtype: str) -> tuple[int, int, str]: ...
+    def run_state(
+        self, dtype: str, args: list[int], nx: int, ny: int, acc: int, idx: int, offset: int = 0
+    ) -> None: ...
+    def merge_states(
+        self, dtype: str, rows: int, accs: list[int], idxs: list[int], out: int, out_idx: int, finalize: bool
+    ) -> None: ...
     def is_precompiled_cuda(self, dtype: str) -> bool: ...
     def prepare_cuda(self, dtype: str, arch: str, force_nvrtc: bool = False) -> str: ...

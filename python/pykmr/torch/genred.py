@@ -48,8 +48,8 @@ class Genred(PicklableRoutine):
 
     * ``args``: in the aliases' order; i-variables ``[N, d]``, j-variables ``[M, d]`` tensors, parameters
       ``[d]`` tensors (or Python numbers for d = 1), each with optional leading batch dims (see
-      ``__call__``; ``ranges``: KeOps's block-sparse 6-tuple); all float32 or all float64, all on one device (CPU or
-      one CUDA GPU). Differentiable w.r.t. every argument, to any order.
+      ``__call__``; ``ranges``: KeOps's block-sparse 6-tuple); all float32 or all float64, all on one
+      device (CPU or one CUDA GPU). Differentiable w.r.t. every argument, to any order.
     * ``backend``: ``"auto"`` (the tensors' device), ``"CPU"`` or ``"GPU"`` (CPU tensors are copied to the
       GPU and back).
     * Returns a ``[N, dim]`` tensor (``axis=1``; ``[M, dim]`` for ``axis=0``) of the arguments' dtype;
