@@ -79,7 +79,10 @@ echo "== CUDA backend of the wheel (GPU tests skip without a GPU: see the reason
 
 stamp "== pytest (against the wheel) =="
 # KMR_TEST_WHEEL=1: test_wheel.py insists on an installed package whose build compiler is gone.
-KMR_TEST_WHEEL=1 KMR_TEST_SOURCE_ROOT=$ROOT $VPY -m pytest tests/python -q -p no:cacheprovider
+# Two pytest workers (pytest-xdist), one test file each at a time (module fixtures such as the Dask cluster stay
+# in one process): JIT compiles are single-threaded, so this halves the suite's time on 2 cores.
+KMR_TEST_WHEEL=1 KMR_TEST_SOURCE_ROOT=$ROOT $VPY -m pytest tests/python -q -p no:cacheprovider -p no:benchmark \
+  -n "${KMR_TEST_WORKERS:-$JOBS}" --dist loadfile --durations=25
 # (pytest's exit status 5, "no tests collected", fails the run: set -e.)
 
 stamp "== downstream find_package(kmr) against the wheel =="

@@ -157,3 +157,31 @@ def test_rebuilt_in_another_process_without_compiling(tmp_path, dumper, which, d
     # a cached kernel is loaded from disk once; a precompiled one never touches the cache
     assert disk_hits == ("1" if which == "cached" else "0"), r.stdout + r.stderr
     assert (np.load(tmp_path / "out.npy") == expected).all()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# LazyTensor reductions and KernelSolve travel too (issue 14 section 2)
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dumper", sorted(DUMPERS))
+@pytest.mark.parametrize("frontend", [kt, kn], ids=["torch", "numpy"])
+def test_lazy_tensor_reduction_pickles(frontend, dumper):
+    """A symbolic LazyTensor reduction (KeOps's 'reduced LazyTensor' with Vi(0, 3)... arguments) pickles and
+    gives bitwise the same result on the other side."""
+    dumps = DUMPERS[dumper].dumps
+    _, x, y, b = _data(frontend)
+    xi, yj, bj = frontend.Vi(0, 3), frontend.Vj(1, 3), frontend.Vj(2, 1)
+    red = ((-((xi - yj) ** 2).sum(-1)).exp() * bj).sum(dim=1, call=False)
+    back = pickle.loads(dumps(red))
+    _same(red(x, y, b), back(x, y, b))
+
+
+@pytest.mark.parametrize("dumper", sorted(DUMPERS))
+@pytest.mark.parametrize("frontend", [kt, kn], ids=["torch", "numpy"])
+def test_kernel_solve_pickles(frontend, dumper):
+    dumps = DUMPERS[dumper].dumps
+    g, x, _, _ = _data(frontend)
+    rhs = x[:, :1] * 1.0
+    ks = frontend.KernelSolve("Exp(-G*SqDist(X,Y))*B", ["G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(1)"],
+                              "B", axis=1)
+    back = pickle.loads(dumps(ks))
+    _same(ks(g, x, x, rhs, alpha=0.5), back(g, x, x, rhs, alpha=0.5))
