@@ -66,23 +66,14 @@ def test_online_vs_tensorized_gradients(case, keops_is_pykmr, seed):
     _compare(case, seed, (1, 2))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: the gradient of Norm2/Sqrt(SqDist) at 0 is NaN; DESIGN 12 "
-    "(KeOps's convention) says 0, and GeomLoss's debiasing terms evaluate it at x_i == x_i",
-)
+# GeomLoss's debiasing terms evaluate the gradient of Norm2/Sqrt(SqDist) at x_i == x_i: 0 there, by
+# KeOps's convention (DESIGN 12, docs/conventions.md), as GeomLoss's dense path gives.
 @pytest.mark.parametrize("case", sorted(USES_DISTANCES))
 def test_online_vs_tensorized_gradients_at_zero_distance(case, keops_is_pykmr, seed):
     _compare(case, seed, (1, 2))
 
 
-NORM2_NAN = pytest.mark.xfail(
-    strict=True,
-    reason="engine: the gradient of Norm2 at 0 is NaN (DESIGN 12 says 0); p=1 evaluates it at x_i == x_i",
-)
-
-
-@pytest.mark.parametrize("p", [pytest.param(1, marks=NORM2_NAN), 2])
+@pytest.mark.parametrize("p", [1, 2])
 def test_multiscale_vs_tensorized(p, keops_is_pykmr, seed):
     kw = {"loss": "sinkhorn", "p": p, "blur": 0.05, "scaling": 0.5, "cluster_scale": 0.3, "truncate": 100}
     ref = _loss_and_grads("tensorized", seed, **kw)
