@@ -9,6 +9,7 @@ into (shape, dtype name, data pointer) and call in here.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass
 
@@ -331,6 +332,33 @@ def rebuild_routine(cls, spec_items):
     return obj
 
 
+def is_numbers(a) -> bool:
+    """A Python number, or a non-empty list/tuple of them (parameters may be given so); bools are not."""
+
+    def num(v):
+        return isinstance(v, numbers.Real) and not isinstance(v, bool) and type(v).__name__ != "bool_"
+
+    return num(a) or (isinstance(a, (list, tuple)) and len(a) > 0 and all(num(v) for v in a))
+
+
+def batch_layout(core: GenredCore, plan: CallPlan, arrays, expand):
+    """The arrays as the kernel reads them: parameters flat without batch dims; arguments broadcast along
+    some batch dims only ("expand") copied out to the full batch dims by `expand(a, shape)` (a contiguous
+    copy, the front end's own broadcast)."""
+    out = []
+    for a, (cat, dim), mode in zip(arrays, core.args, plan.modes):
+        if not plan.batch:
+            out.append(a.reshape(-1) if cat == 2 else a)
+        elif mode == "expand":
+            tail = (dim,) if cat == 2 else tuple(a.shape[-2:])
+            pad = len(plan.batch) + len(tail) - len(a.shape)
+            out.append(expand(a.reshape((1,) * pad + tuple(a.shape)), plan.batch + tail))
+        else:
+            out.append(a.reshape(1) if cat == 2 and len(a.shape) == 0 else a)
+    return out
+
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Calls
 # ---------------------------------------------------------------------------------------------------------
@@ -451,7 +479,8 @@ def postprocess_batched(vals, idx, core: GenredCore, batch):
     if not batch:
         return postprocess(vals, idx, core)
     n = vals.shape[-2]
-    res = postprocess(vals.reshape(-1, vals.shape[-1]), idx.reshape(-1, idx.shape[-1]), core)
+    rows = math.prod(batch) * n  # explicit: an empty values or index part (ArgMin, Sum) has no -1 to infer
+    res = postprocess(vals.reshape(rows, vals.shape[-1]), idx.reshape(rows, idx.shape[-1]), core)
 
     def back(a):
         return a.reshape(tuple(batch) + (n,) + tuple(a.shape[1:]))

@@ -480,3 +480,19 @@ class Reduced:
                 return tuple(o.reshape(batch + tuple(o.shape)) for o in out)
             return out.reshape(batch + tuple(out.shape))
         return self._genred()(*arrays, backend=backend, device_id=device_id, ranges=ranges)
+
+
+def variable(lazy_cls, x, dim, cat):
+    """Vi (cat 0), Vj (1) and Pm (2) of both front ends: x an array of the front end's type (2D (rows, dim)
+    for Vi/Vj; any for Pm) or a number (Pm), or (ind, dim) a symbolic variable (x = ind). Raises TypeError
+    for a dim with an array, ValueError for an i/j-variable that is not a 2D array."""
+    tools = lazy_cls._tools
+    if isinstance(x, int) and not isinstance(x, bool) and dim is not None:
+        return lazy_cls((x, dim, cat))
+    if dim is not None:
+        raise TypeError(f"pykmr: Vi/Vj/Pm(x) takes a {tools.arrayname}, or (ind, dim) for a symbolic one")
+    if cat == 2:
+        return lazy_cls(x, axis=2) if tools.is_array(x) else lazy_cls(x)
+    if not tools.is_array(x) or len(x.shape) != 2:
+        raise ValueError(f"pykmr: Vi(x)/Vj(x) take a 2D {tools.arrayname} (rows, dim)")
+    return lazy_cls(x, axis=cat)

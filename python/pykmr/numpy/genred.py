@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from pykmr.common import (
@@ -13,9 +11,11 @@ from pykmr.common import (
     GenredCore,
     PartialState,
     PicklableRoutine,
+    batch_layout,
     check_call_options,
     check_out_shapes,
     check_ranges,
+    is_numbers,
     keops_options_to_dtype_acc,
     launch,
     merge_partial,
@@ -49,7 +49,7 @@ class Genred(PicklableRoutine):
         check_call_options(backend, device_id, ranges)
         arrays = _convert(core, args)
         plan = core.plan_call([a.shape for a in arrays])
-        arrays = _batch_layout(core, plan, arrays)
+        arrays = batch_layout(core, plan, arrays, _expand)
         ranges_arg = ()
         if ranges is not None:
             check_ranges(ranges, plan, lambda r: r.shape, lambda r: str(r.dtype))
@@ -119,7 +119,7 @@ def _convert(core, args):
     for p, a in enumerate(args):
         if isinstance(a, np.ndarray):
             dtypes.append(str(a.dtype))
-        elif core.args[p][0] == 2 and _is_numbers(a):
+        elif core.args[p][0] == 2 and is_numbers(a):
             dtypes.append(None)
         elif type(a).__module__.startswith("torch"):
             raise TypeError(f"pykmr: {core.labels[p]} is a torch tensor: pykmr.numpy takes numpy arrays "
@@ -132,24 +132,6 @@ def _convert(core, args):
             for a in args]
 
 
-def _batch_layout(core, plan, arrays):
-    """Parameters flat without batch dims; arguments broadcast along some batch dims only copied out."""
-    out = []
-    for a, (cat, dim), mode in zip(arrays, core.args, plan.modes):
-        if not plan.batch:
-            out.append(a.reshape(-1) if cat == 2 else a)
-        elif mode == "expand":
-            tail = (dim,) if cat == 2 else tuple(a.shape[-2:])
-            pad = len(plan.batch) + len(tail) - a.ndim
-            full = np.broadcast_to(a.reshape((1,) * pad + a.shape), plan.batch + tail)
-            out.append(np.ascontiguousarray(full))
-        else:
-            out.append(a.reshape(1) if cat == 2 and a.ndim == 0 else a)
-    return out
-
-
-def _is_numbers(a):
-    def num(v):
-        return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
-
-    return num(a) or (isinstance(a, (list, tuple)) and len(a) > 0 and all(num(v) for v in a))
+def _expand(a, shape):
+    """A broadcast view copied out contiguous (see pykmr.common.batch_layout)."""
+    return np.ascontiguousarray(np.broadcast_to(a, shape))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from pykmr.lazy_solve import KernelSolveBase, conjugate_gradient
-from pykmr.lazy_tensor import GenericLazyTensor
+from pykmr.lazy_tensor import GenericLazyTensor, variable
 from pykmr.numpy.genred import Genred
 
 
@@ -50,26 +50,14 @@ class LazyTensor(GenericLazyTensor):
 
 def Vi(x_or_ind, dim=None):
     """A variable indexed by i: Vi(x) for a 2D array (N, D), or Vi(ind, dim) symbolic."""
-    return _var(x_or_ind, dim, 0)
+    return variable(LazyTensor, x_or_ind, dim, 0)
 
 
 def Vj(x_or_ind, dim=None):
     """A variable indexed by j: Vj(y) for a 2D array (M, D), or Vj(ind, dim) symbolic."""
-    return _var(x_or_ind, dim, 1)
+    return variable(LazyTensor, x_or_ind, dim, 1)
 
 
 def Pm(x_or_ind, dim=None):
     """A parameter: Pm(p) for an array or number, or Pm(ind, dim) symbolic."""
-    return _var(x_or_ind, dim, 2)
-
-
-def _var(x, dim, cat):
-    if isinstance(x, int) and not isinstance(x, bool) and dim is not None:
-        return LazyTensor((x, dim, cat))
-    if dim is not None:
-        raise TypeError("pykmr: Vi/Vj/Pm(x) takes an array, or (ind, dim) for a symbolic variable")
-    if cat == 2:
-        return LazyTensor(x, axis=2) if isinstance(x, np.ndarray) else LazyTensor(x)
-    if not isinstance(x, np.ndarray) or x.ndim != 2:
-        raise ValueError("pykmr: Vi(x)/Vj(x) take a 2D array (rows, dim)")
-    return LazyTensor(x, axis=cat)
+    return variable(LazyTensor, x_or_ind, dim, 2)

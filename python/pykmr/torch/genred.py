@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
 from pykmr.common import (
@@ -13,9 +11,11 @@ from pykmr.common import (
     GenredCore,
     PartialState,
     PicklableRoutine,
+    batch_layout,
     check_call_options,
     check_out_shapes,
     check_ranges,
+    is_numbers,
     keops_options_to_dtype_acc,
     launch,
     merge_partial,
@@ -115,7 +115,7 @@ class Genred(PicklableRoutine):
         check_call_options(backend, device_id, ranges)
         tensors = _convert(core, args)
         plan = core.plan_call([t.shape for t in tensors])
-        tensors = _batch_layout(core, plan, tensors)
+        tensors = batch_layout(core, plan, tensors, _expand)
         call = TorchCall(plan, ranges)
         device = _device(core, tensors, backend, device_id)
         back_to_cpu = device.type == "cuda_host"  # CPU tensors with backend="GPU": run on a copy on the GPU
@@ -235,21 +235,6 @@ class TorchCall:
         return [(r.data_ptr(), r.shape[0]) for r in self._host]
 
 
-def _batch_layout(core, plan, tensors):
-    """The tensors as the kernel reads them: parameters flat without batch dims; arguments broadcast along
-    some batch dims only ("expand") copied out to the full batch dims."""
-    out = []
-    for t, (cat, dim), mode in zip(tensors, core.args, plan.modes):
-        if not plan.batch:
-            out.append(t.reshape(-1) if cat == 2 else t)
-        elif mode == "expand":
-            tail = (dim,) if cat == 2 else tuple(t.shape[-2:])
-            pad = len(plan.batch) + len(tail) - t.dim()
-            out.append(t.reshape((1,) * pad + tuple(t.shape)).expand(plan.batch + tail).contiguous())
-        else:
-            out.append(t.reshape(1) if cat == 2 and t.dim() == 0 else t)
-    return out
-
 
 def _convert(core, args):
     """Contiguous tensors of one float dtype; Python numbers (or lists of them) accepted for parameters."""
@@ -259,7 +244,7 @@ def _convert(core, args):
         if isinstance(a, torch.Tensor):
             dtypes.append(str(a.dtype).replace("torch.", ""))
             ref = a if ref is None else ref
-        elif core.args[p][0] == 2 and _is_numbers(a):
+        elif core.args[p][0] == 2 and is_numbers(a):
             dtypes.append(None)
         elif type(a).__module__ == "numpy":
             raise TypeError(f"pykmr: {core.labels[p]} is a numpy array: pykmr.torch takes torch tensors "
@@ -274,11 +259,6 @@ def _convert(core, args):
             else torch.tensor(a, dtype=dtype, device=device).reshape(-1) for a in args]
 
 
-def _is_numbers(a):
-    def num(v):
-        return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-    return num(a) or (isinstance(a, (list, tuple)) and len(a) > 0 and all(num(v) for v in a))
 
 
 def _device(core, tensors, backend, device_id):
@@ -312,3 +292,8 @@ def _device(core, tensors, backend, device_id):
                            "this torch has no CUDA support; install a CUDA build of torch, or use "
                            "backend='CPU'")
     return Device("cuda_host", device_id if device_id >= 0 else torch.cuda.current_device())
+
+
+def _expand(t, shape):
+    """A broadcast view copied out contiguous (see pykmr.common.batch_layout)."""
+    return t.expand(shape).contiguous()
