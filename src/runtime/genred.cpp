@@ -74,19 +74,6 @@ void check_ranges(const std::string& what, const std::string& rn, const std::str
   }
 }
 
-// The accumulator of <cpp><TA, dimf> (include/kmr/reduction): slots of TA and of int64. The
-// kernels' KMR_MODE_DIMS answers the same from the templates (tested in test_partial_states.cpp).
-std::pair<int, int> state_dims(const std::string& cpp, int dimf, long long k) {
-  const int kd = static_cast<int>(k) * dimf;
-  if (cpp == "SumReduction" || cpp == "MinReduction" || cpp == "MaxReduction") return {dimf, 0};
-  if (cpp == "SumKahanReduction") return {2 * dimf, 0};
-  if (cpp == "LogSumExpReduction") return {2, 0};
-  if (cpp == "LogSumExpWeightReduction") return {dimf, 0};
-  if (cpp == "SumSoftMaxWeightReduction") return {dimf + 1, 0};
-  if (cpp.find("KMin") != std::string::npos) return {kd, kd};
-  return {dimf, dimf};  // ArgMin, ArgMax, Min_ArgMin, Max_ArgMax
-}
-
 // Bytes of the arrays a row's evaluation keeps on the stack, bounded from above: every node holds its
 // operands' values (a pack of the widest SIMD, 64 bytes, per coordinate); a gradient expands its formula
 // a few times over; the driver holds its rows' i-variables (4 rows), the j-variables and F's value.
@@ -155,6 +142,16 @@ struct Genred::Impl {
       rc = ctx.rc;
     }
     if (rc != 0) throw Error(ErrorKind::Runtime, "kmr: kernel failed for " + description);
+  }
+  // (acc_dim, idx_dim) of the state, asked of the kernel's own templates (KMR_MODE_DIMS): the reductions
+  // in include/kmr/reduction are the only place that knows a state's layout.
+  std::pair<int, int> state_dims(DType dtype) const {
+    std::int64_t d[5] = {0, 0, 0, 0, 0};  // acc_dim, idx_dim, out_dim, out_idx_dim, sizeof(accumulator)
+    kmr_kernel_call call{};
+    call.mode = KMR_MODE_DIMS;
+    call.out_idx = d;
+    run_kernel(dtype, call);
+    return {int(d[0]), int(d[1])};
   }
   void merge(DType dtype, int mode, std::int64_t rows, const std::vector<const void*>& accs,
              const std::vector<const std::int64_t*>& idxs, void* out, std::int64_t* out_idx) const;
@@ -386,7 +383,7 @@ void Genred::run(DType dtype, const void* const* args, std::size_t nargs, std::i
 
 Genred::StateLayout Genred::state_layout(DType dtype) const {
   const Impl& g = *impl_;
-  const auto d = state_dims(g.red_cpp, g.formula.dim, g.k);
+  const auto d = g.state_dims(dtype);
   return {d.first, d.second, acc_type(g.dtype_acc, dtype) == "float" ? DType::Float32 : DType::Float64};
 }
 
@@ -412,7 +409,7 @@ void Genred::run_state(DType dtype, const void* const* args, std::size_t nargs, 
 // formula's dim, which libkmr alone could not instantiate for every dim.
 void Genred::Impl::merge(DType dtype, int mode, std::int64_t rows, const std::vector<const void*>& accs,
                          const std::vector<const std::int64_t*>& idxs, void* out, std::int64_t* out_idx) const {
-  const auto d = state_dims(red_cpp, formula.dim, k);
+  const auto d = state_dims(dtype);
   if (rows < 0) throw Error(ErrorKind::Value, "kmr: negative number of rows");
   if (accs.empty()) throw Error(ErrorKind::Value, "kmr: no partial state to merge");
   if (idxs.size() != accs.size() && !(d.second == 0 && idxs.empty()))
