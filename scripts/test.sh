@@ -82,6 +82,9 @@ stamp "environment ready"
 
 export KMR_CACHE_DIR=$ROOT/build/test-cache
 rm -rf "$KMR_CACHE_DIR"
+# One JIT cache for the whole run: both pytest workers and the docs' gallery (which runs the examples the
+# tests ran) load what another compiled instead of compiling it again (the cache is multi-process safe).
+export KMR_TEST_CACHE_DIR=$KMR_CACHE_DIR
 echo "== CUDA backend of the wheel (GPU tests skip without a GPU: see the reasons below) =="
 (cd /tmp && $VPY -m pykmr info | grep -E "CUDA|libcuda|libnvrtc|GPU|compiler" || true)
 

@@ -1,7 +1,7 @@
 """The examples gallery (examples/plot_*.py): each runs with --small in a subprocess, exits 0 (its own numeric
 check passed) and writes its figures as non-empty PNG files.
 
-The examples share one JIT cache directory for the session (KMR_CACHE_DIR, a fresh temporary folder): a
+The examples share the session's JIT cache directory (KMR_CACHE_DIR, a fresh temporary folder): a
 formula that two examples use is compiled once, and the run never reads or fills the user's own cache."""
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ TIMEOUT_S = 300  # --small is meant to take under 20 s (a few JIT compiles, cold
 
 
 @pytest.fixture(scope="session")
-def gallery_cache(tmp_path_factory):
-    """One KMR_CACHE_DIR shared by every example of the session (formulas common to examples compile once)."""
-    cache = tmp_path_factory.mktemp("kmr_cache")
+def gallery_cache():
+    """The session's KMR_CACHE_DIR (conftest: a fresh folder, or KMR_TEST_CACHE_DIR), shared by every example
+    (formulas common to examples, or to other tests, compile once)."""
+    cache = os.environ["KMR_CACHE_DIR"]
     print(f"\ngallery: the examples share the JIT cache KMR_CACHE_DIR={cache}")
     return cache
 
