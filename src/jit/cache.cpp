@@ -4,6 +4,7 @@
 //   H.so    the module, written to a temp file and renamed into place
 //   H.cpp   its source (with the key function appended), kept for debugging
 //   H.lock  flock()ed while a process checks or builds the entry
+// (and the precompiled kernel header, P.pch.hpp and P.pch.hpp.gch: pch.cpp)
 // Temp files are named H.tmp.<pid>.<random>.*; clear_cache() removes only
 // files named H.*.
 #include <dirent.h>
@@ -154,12 +155,21 @@ void* load_or_build(const CompileRequest& req, const std::string& what) {
   const std::string tmp = base + "." + unique_suffix();  // <hash>.tmp.<pid>.<random>
   write_file_atomic(src, tmp + ".cpp", req.source + detail::key_function_source(key));
   const std::string tmp_so = tmp + ".so";
+  const std::string prelude = detail::jit_prelude(dir, inc, detail::compiler_identity_for(what), req.source);
   const auto t0 = std::chrono::steady_clock::now();
   try {
-    detail::compile_shared_object(src, tmp_so, inc, what);
+    detail::compile_shared_object(src, tmp_so, inc, what, prelude);
   } catch (...) {
     ::unlink(tmp_so.c_str());
-    throw;
+    if (prelude.empty()) throw;
+    // Without the precompiled header: when that compiles, the header was at fault (damaged file).
+    try {
+      detail::compile_shared_object(src, tmp_so, inc, what);
+    } catch (...) {
+      ::unlink(tmp_so.c_str());
+      throw;
+    }
+    detail::drop_prelude(prelude);
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (::chmod(tmp_so.c_str(), 0700) != 0 || ::rename(tmp_so.c_str(), so.c_str()) != 0) {

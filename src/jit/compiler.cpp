@@ -213,8 +213,11 @@ std::string compiler_identity_for(const std::string& what) {
   return id;
 }
 
-void compile_shared_object(const std::string& src, const std::string& out, const std::string& include_dir,
-                           const std::string& what) {
+namespace {
+
+// The compiler, the module flags and the include folders: modules and the precompiled header are built
+// with the same command (GCC uses a .gch only when the flags match those it was made with).
+std::vector<std::string> compiler_argv(const std::string& include_dir, const std::string& what) {
   const std::string cmd = compiler_command();
   std::vector<std::string> argv = split_command(cmd);
   if (argv.empty()) missing_compiler(what, cmd, "is empty");
@@ -233,11 +236,17 @@ void compile_shared_object(const std::string& src, const std::string& out, const
     argv.push_back(KMR_XSIMD_INCLUDE_DIR);
   }
 #endif
+  return argv;
+}
+
+void run_compiler(std::vector<std::string> argv, const std::string& src, const std::string& out,
+                  const std::string& what) {
   argv.push_back("-o");
   argv.push_back(out);
   argv.push_back(src);
   const ProcessResult r = run_process(argv);
-  if (r.spawn_error) missing_compiler(what, cmd, std::string("could not be run: ") + std::strerror(r.spawn_error));
+  if (r.spawn_error)
+    missing_compiler(what, compiler_command(), std::string("could not be run: ") + std::strerror(r.spawn_error));
   struct stat st;
   const bool produced = ::stat(out.c_str(), &st) == 0 && st.st_size > 0;
   const bool ok = r.status == -1 ? produced : (WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0 && produced);
@@ -245,6 +254,26 @@ void compile_shared_object(const std::string& src, const std::string& out, const
     fail("pykmr failed to compile " + what + " (the compiler exited with " + describe_status(r.status) +
          ").\n  source: " + src + "\n  command: " + join(argv) + "\n  compiler output:\n" +
          truncate_log(r.output, kMaxLogInError));
+}
+
+}  // namespace
+
+void compile_shared_object(const std::string& src, const std::string& out, const std::string& include_dir,
+                           const std::string& what, const std::string& prelude) {
+  std::vector<std::string> argv = compiler_argv(include_dir, what);
+  if (!prelude.empty()) {  // GCC reads <prelude>.gch in its place when that fits these flags
+    argv.push_back("-include");
+    argv.push_back(prelude);
+  }
+  run_compiler(std::move(argv), src, out, what);
+}
+
+void compile_header(const std::string& header, const std::string& out, const std::string& include_dir,
+                    const std::string& what) {
+  std::vector<std::string> argv = compiler_argv(include_dir, what);
+  argv.push_back("-x");
+  argv.push_back("c++-header");
+  run_compiler(std::move(argv), header, out, what);
 }
 
 }  // namespace detail

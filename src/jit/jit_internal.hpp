@@ -95,9 +95,23 @@ std::string resolve_program(const std::string& prog);  // absolute path PATH wou
 ProcessResult run_process(const std::vector<std::string>& argv);
 // Like compiler_identity(), the error naming `what` as what could not be compiled.
 std::string compiler_identity_for(const std::string& what);
-// Runs the compiler on `src`, writing `out`. Throws with the log on failure.
+// Runs the compiler on `src`, writing `out`. Throws with the log on failure. A non-empty `prelude` is
+// passed as `-include prelude` (see pch.cpp).
 void compile_shared_object(const std::string& src, const std::string& out, const std::string& include_dir,
-                           const std::string& what);
+                           const std::string& what, const std::string& prelude = std::string());
+// Precompiles `header` into `out` (a .gch) with the flags of the modules.
+void compile_header(const std::string& header, const std::string& out, const std::string& include_dir,
+                    const std::string& what);
+
+// ---- pch.cpp ----------------------------------------------------------------
+// The precompiled prelude of the host modules in cache folder `dir`: the path to pass to
+// compile_shared_object, or "" when there is none to use (KMR_JIT_PCH=0, a compiler other than GCC,
+// a source that does not start with the kernel header, the first module a process compiles while none
+// is built, or a failed build). May build it (under its lock).
+std::string jit_prelude(const std::string& dir, const std::string& include_dir, const std::string& compiler_id,
+                        const std::string& source);
+// Removes a prelude that made a module fail to compile while it compiled without it.
+void drop_prelude(const std::string& prelude);
 std::string truncate_log(const std::string& log, std::size_t max_bytes);
 
 }  // namespace detail

@@ -424,6 +424,37 @@ TEST_F(Jit, ClearCacheRemovesOnlyEntries) {
   EXPECT_EQ(jit::cache_size_bytes(), 7u);
 }
 
+// A module that includes the kernel header first, as every formula module does (src/jit/pch.cpp).
+jit::CompileRequest kernel_request(int k) {
+  jit::CompileRequest r = request(k, "-kernel");
+  r.source = "#include \"kmr/exec/cpu_kernel.hpp\"\n" + r.source;
+  return r;
+}
+
+TEST_F(Jit, KernelHeaderIsPrecompiledOnceAndADamagedOneIsReplaced) {
+  save("KMR_JIT_PCH");
+  unsetenv("KMR_JIT_PCH");
+  if (jit::compiler_identity().find("clang") != std::string::npos) GTEST_SKIP() << "GCC-only precompiled header";
+  EXPECT_EQ(load(kernel_request(21))(1), 22);
+  EXPECT_EQ(load(kernel_request(22))(1), 23);  // from the second module of a process on: built and used
+  auto gch = with_suffix(dir_, ".pch.hpp.gch");
+  ASSERT_EQ(gch.size(), 1u);
+  EXPECT_EQ(with_suffix(dir_, ".pch.hpp").size(), 1u);
+  EXPECT_EQ(count_containing(dir_, "tmp."), 0);
+  replace_file(gch[0], read_file(gch[0]).substr(0, 4096));  // cut short: GCC stops with a fatal error
+  EXPECT_EQ(load(kernel_request(23))(1), 24);                // compiled without it, and it is removed
+  EXPECT_TRUE(with_suffix(dir_, ".pch.hpp.gch").empty());
+  EXPECT_EQ(load(kernel_request(24))(1), 25);  // built again
+  EXPECT_EQ(with_suffix(dir_, ".pch.hpp.gch").size(), 1u);
+  jit::clear_cache();
+  EXPECT_TRUE(list_dir(dir_).empty());
+  setenv("KMR_JIT_PCH", "0", 1);
+  jit::reset_in_process_cache_for_testing();
+  EXPECT_EQ(load(kernel_request(25))(1), 26);
+  EXPECT_EQ(load(kernel_request(26))(1), 27);
+  EXPECT_TRUE(with_suffix(dir_, ".pch.hpp.gch").empty());
+}
+
 TEST_F(Jit, DefaultCacheDirFollowsXdg) {
   unsetenv("KMR_CACHE_DIR");
   setenv("XDG_CACHE_HOME", root_.c_str(), 1);

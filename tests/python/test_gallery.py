@@ -35,7 +35,7 @@ TIMEOUT_S = 300  # --small is meant to take under 20 s (a few JIT compiles, cold
 def gallery_cache():
     """The session's KMR_CACHE_DIR (conftest: a fresh folder, or KMR_TEST_CACHE_DIR), shared by every example
     (formulas common to examples, or to other tests, compile once)."""
-    cache = os.environ["KMR_CACHE_DIR"]
+    cache = Path(os.environ["KMR_CACHE_DIR"])
     print(f"\ngallery: the examples share the JIT cache KMR_CACHE_DIR={cache}")
     return cache
 

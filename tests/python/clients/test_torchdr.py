@@ -8,6 +8,9 @@ import torch
 from conftest import close
 
 pytest.importorskip("torchdr", reason="TorchDR is a client library (CI installs torchdr==0.5)")
+# TorchDR warns (ImportWarning) on first use when faiss, an optional dependency of its own that these tests do
+# not use, is absent: not a fault of the code under test (pyproject turns warnings into errors).
+pytestmark = pytest.mark.filterwarnings("ignore::ImportWarning")
 
 
 def _data(seed, n=60, d=5):
