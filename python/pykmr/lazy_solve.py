@@ -99,13 +99,23 @@ class KernelSolveBase:
 
 
 def solve(lt, other, var, call, alpha, eps, kwargs):
-    """LazyTensor.solve: (alpha Id + K) a = b with K = lt (scalar or of b's dim), b = other (i-indexed)."""
+    """LazyTensor.solve: (alpha Id + K) a = b, b = other (i-indexed). var=None: K = lt (scalar or of b's
+    dim) multiplies the unknown a_j; var = a symbolic j-variable (Vj(ind, dim)): lt is linear in it and
+    sum_j lt_ij(a) = b_i is solved for a (KeOps's solve(var=))."""
     tools = lt._tools
     if var is not None:
-        raise NotImplementedError(
-            "pykmr: solve(var=...) is not supported; K.solve(b) solves for the "
-            "j-variable K is multiplied with (KeOps's default)"
-        )
+        node = getattr(var, "_node", None)
+        uvar = None if node is None else node.var
+        if not isinstance(var, type(lt)) or uvar is None or uvar.data is not None:
+            raise TypeError(
+                "pykmr: solve(var=...): var must be a symbolic variable, e.g. Vj(0, D) or "
+                "LazyTensor((0, D, 1)), that self is linear in"
+            )
+        if uvar.cat != 1:
+            raise ValueError(
+                "pykmr: solve(var=...): var must be indexed by j (Vj(ind, dim)): the system is "
+                "sum_j self_ij(a_j) = b_i"
+            )
     if isinstance(other, type(lt)):
         if other._node.var is None or other._node.var.cat != 0 or other._node.var.data is None:
             raise ValueError(
@@ -123,16 +133,29 @@ def solve(lt, other, var, call, alpha, eps, kwargs):
         raise TypeError(f"pykmr: solve() got unexpected keyword arguments {sorted(unknown)}")
     if len(b.shape) != 2:
         raise ValueError(f"pykmr: solve(b): b must be (N, D), got shape {tuple(b.shape)}")
-    if lt.ndim not in (1, b.shape[1]):
-        raise ValueError(f"pykmr: solve: K has dim {lt.ndim}, expected 1 or b's dim {b.shape[1]}")
-    unknown_v = type(lt)(b, axis=1)  # placeholder j-variable for a
-    red = (lt * unknown_v)._reduce(
-        "Sum", 1, call=False, **{k: v for k, v in kwargs.items() if k in ("dtype_acc", "sum_scheme")}
-    )
-    pos = next(k for k, v in enumerate(red.vars) if v is unknown_v._node.var)
-    args = [tools.constant(v.data, b) if isinstance(v.data, tuple) else v.data for v in red.vars]
-    aliases = red.aliases
-    solver = tools.KernelSolve(red.formula, aliases, f"V{pos}", axis=1)
+    if var is None:
+        if lt.ndim not in (1, b.shape[1]):
+            raise ValueError(f"pykmr: solve: K has dim {lt.ndim}, expected 1 or b's dim {b.shape[1]}")
+        unknown_v = type(lt)(b, axis=1)  # placeholder j-variable for a
+        f, is_unknown = lt * unknown_v, (lambda w: w is unknown_v._node.var)
+    else:
+        if uvar.dim != b.shape[1] or lt.ndim != b.shape[1]:
+            raise ValueError(
+                "pykmr: solve(var=...): var, self and b must have one dim, "
+                f"got {uvar.dim}, {lt.ndim} and {b.shape[1]}"
+            )
+        f, is_unknown = lt, (lambda w: w.data is None and w.ind == uvar.ind)
+    red = f._reduce("Sum", 1, call=False, **{k: kwargs[k] for k in ("dtype_acc", "sum_scheme") if k in kwargs})
+    pos = next((k for k, w in enumerate(red.vars) if is_unknown(w)), None)
+    if pos is None:
+        raise ValueError("pykmr: solve(var=...): self does not contain var")
+    others = [w for w in red.vars if w.data is None and not is_unknown(w)]
+    if others:
+        raise ValueError(
+            f"pykmr: solve: self has symbolic variables other than the unknown ({len(others)}): give them data"
+        )
+    args = [tools.constant(w.data, b) if isinstance(w.data, tuple) else w.data for w in red.vars]
+    solver = tools.KernelSolve(red.formula, red.aliases, f"V{pos}", axis=1)
     args[pos] = b
     opts = {k: kwargs[k] for k in ("backend", "device_id", "ranges") if k in kwargs}
     if not call:

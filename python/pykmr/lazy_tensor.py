@@ -373,9 +373,12 @@ class GenericLazyTensor(LazyOps):
 
     def solve(self, other, var=None, call=True, alpha=1e-10, eps=1e-6, **kwargs):
         """Solves (alpha Id + K) a = b by conjugate gradient (KeOps's KernelSolve), K = self (symmetric,
-        positive), b = `other` (a LazyTensor indexed by i, or an array (N, D)); var: the variable of self
-        that a replaces (default: the j-variable built from b's tensor, as KeOps's self @ Vj(b)).
-        Returns a (N, D) (differentiable in torch)."""
+        positive), b = `other` (a LazyTensor indexed by i, or an array (N, D)).
+        var=None: a_j multiplies self (sum_j K_ij a_j = ... ); var = a symbolic j-variable (``Vj(0, D)``,
+        ``LazyTensor((0, D, 1))``) that self is linear in: sum_j self_ij(a) = b_i is solved for a (KeOps's
+        ``solve(var=)``). Returns a (N, D) (differentiable in torch); call=False returns a callable.
+        Raises TypeError/ValueError for a var that is not a symbolic Vj, dims that differ, or other symbolic
+        variables left in self. pykeops: ``LazyTensor.solve``."""
         from pykmr.lazy_solve import solve
 
         return solve(self, other, var, call, alpha, eps, kwargs)

@@ -143,6 +143,37 @@ def test_solve(dtype, seed):
     close(g1[1], g2[1], tol * 10, "solve: gradient in b")
 
 
+def test_solve_var(seed):
+    """solve(var=a_j): self is linear in a symbolic j-variable (KeOps's form K_ij * a_j, and a two-term one
+    K_ij * a_j + 0.5 * L_ij * a_j): the same solution as torch.linalg.solve; bad var values are refused."""
+    n = 18
+    x = torch.rand(n, 2, dtype=torch.float64, requires_grad=True)
+    b = torch.rand(n, 3, dtype=torch.float64)
+    xi, xj = LazyTensor(x[:, None, :]), LazyTensor(x[None, :, :])
+    d2 = ((xi - xj) ** 2).sum(-1)
+    a_j = Vj(0, 3)
+    x64 = x.detach()
+    dd = ((x64[:, None] - x64[None]) ** 2).sum(-1)
+    for lt, kd in (
+        ((-d2 * 4.0).exp() * a_j, (-dd * 4.0).exp()),
+        ((-d2 * 4.0).exp() * a_j + 0.5 * (-d2.sqrt()).exp() * a_j, (-dd * 4.0).exp() + 0.5 * (-dd.sqrt()).exp()),
+    ):
+        a = lt.solve(Vi(b), var=a_j, alpha=0.3, eps=1e-12)
+        ref = torch.linalg.solve(0.3 * torch.eye(n, dtype=torch.float64) + kd, b)
+        close(a, ref, 1e-8, "solve(var=)")
+    g = torch.autograd.grad(a.sum(), x)[0]
+    assert torch.isfinite(g).all()
+    K = (-d2).exp()
+    with pytest.raises(TypeError, match="symbolic variable"):
+        (K * a_j).solve(Vi(b), var=LazyTensor(b[None, :, :]))
+    with pytest.raises(ValueError, match="indexed by j"):
+        (K * Vi(0, 3)).solve(Vi(b), var=Vi(0, 3))
+    with pytest.raises(ValueError, match="one dim"):
+        (K * Vj(0, 2)).solve(Vi(b), var=Vj(0, 2))
+    with pytest.raises(ValueError, match="does not contain var"):
+        (K * Vj(0, 3)).solve(Vi(b), var=Vj(1, 3))
+
+
 def test_kernel_solve_class(seed):
     x = torch.rand(15, 3, dtype=torch.float64)
     b = torch.rand(15, 1, dtype=torch.float64)
