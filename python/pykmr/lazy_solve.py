@@ -145,14 +145,16 @@ def solve(lt, other, var, call, alpha, eps, kwargs):
                 f"got {uvar.dim}, {lt.ndim} and {b.shape[1]}"
             )
         f, is_unknown = lt, (lambda w: w.data is None and w.ind == uvar.ind)
-    red = f._reduce("Sum", 1, call=False, **{k: kwargs[k] for k in ("dtype_acc", "sum_scheme") if k in kwargs})
+    red = f._reduce(
+        "Sum", 1, call=False, **{k: kwargs[k] for k in ("dtype_acc", "sum_scheme") if k in kwargs}
+    )
     pos = next((k for k, w in enumerate(red.vars) if is_unknown(w)), None)
     if pos is None:
         raise ValueError("pykmr: solve(var=...): self does not contain var")
     others = [w for w in red.vars if w.data is None and not is_unknown(w)]
     if others:
         raise ValueError(
-            f"pykmr: solve: self has symbolic variables other than the unknown ({len(others)}): give them data"
+            f"pykmr: solve: self has {len(others)} symbolic variable(s) other than the unknown: give them data"
         )
     args = [tools.constant(w.data, b) if isinstance(w.data, tuple) else w.data for w in red.vars]
     solver = tools.KernelSolve(red.formula, red.aliases, f"V{pos}", axis=1)

@@ -15,14 +15,10 @@
 // The first module a process compiles does not wait for the prelude to be built (about 5 s): a single
 // generic formula compiles as fast as before. From the second on (a gradient, the next formula) it is built
 // and used, and later processes find it in the cache. KMR_JIT_PCH=0 turns it off.
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
+#include <filesystem>
 #include <mutex>
 
 #include "jit_internal.hpp"
@@ -33,6 +29,8 @@ namespace jit {
 namespace detail {
 
 namespace {
+
+namespace fs = std::filesystem;
 
 const char kKernelInclude[] = "#include \"kmr/exec/cpu_kernel.hpp\"";
 
@@ -53,8 +51,13 @@ std::string prelude_key(const std::string& include_dir, const std::string& compi
 }
 
 bool usable(const std::string& gch) {
-  struct stat st;
-  return check_private_entry(gch) && ::stat(gch.c_str(), &st) == 0 && st.st_size > 0;
+  std::error_code ec;
+  return check_private_entry(gch) && fs::file_size(gch, ec) > 0 && !ec;
+}
+
+void remove_quietly(const std::string& path) {
+  std::error_code ec;
+  fs::remove(path, ec);
 }
 
 }  // namespace
@@ -83,13 +86,15 @@ std::string jit_prelude(const std::string& dir, const std::string& include_dir, 
     try {
       compile_header(header, tmp_gch, include_dir, "the precompiled kernel header");
     } catch (...) {
-      ::unlink(tmp_gch.c_str());
+      remove_quietly(tmp_gch);
       throw;
     }
-    if (::chmod(tmp_gch.c_str(), 0600) != 0 || ::rename(tmp_gch.c_str(), gch.c_str()) != 0) {
-      const int err = errno;
-      ::unlink(tmp_gch.c_str());
-      fail("cannot move " + tmp_gch + " to " + gch + ": " + std::strerror(err));
+    std::error_code ec;
+    fs::permissions(tmp_gch, fs::perms::owner_read | fs::perms::owner_write, ec);
+    if (!ec) fs::rename(tmp_gch, gch, ec);
+    if (ec) {
+      remove_quietly(tmp_gch);
+      fail("cannot move " + tmp_gch + " to " + gch + ": " + ec.message());
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     char secs_text[32];
@@ -108,7 +113,7 @@ std::string jit_prelude(const std::string& dir, const std::string& include_dir, 
 void drop_prelude(const std::string& prelude) {
   log_line("the precompiled kernel header " + prelude + ".gch broke a compile that succeeds without it; removed",
            LogLevel::Warning);
-  ::unlink((prelude + ".gch").c_str());
+  remove_quietly(prelude + ".gch");
 }
 
 }  // namespace detail

@@ -156,7 +156,10 @@ def test_solve_var(seed):
     dd = ((x64[:, None] - x64[None]) ** 2).sum(-1)
     for lt, kd in (
         ((-d2 * 4.0).exp() * a_j, (-dd * 4.0).exp()),
-        ((-d2 * 4.0).exp() * a_j + 0.5 * (-d2.sqrt()).exp() * a_j, (-dd * 4.0).exp() + 0.5 * (-dd.sqrt()).exp()),
+        (
+            (-d2 * 4.0).exp() * a_j + 0.5 * (-d2.sqrt()).exp() * a_j,
+            (-dd * 4.0).exp() + 0.5 * (-dd.sqrt()).exp(),
+        ),
     ):
         a = lt.solve(Vi(b), var=a_j, alpha=0.3, eps=1e-12)
         ref = torch.linalg.solve(0.3 * torch.eye(n, dtype=torch.float64) + kd, b)

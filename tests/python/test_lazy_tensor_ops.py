@@ -130,7 +130,11 @@ CASES = {
         lambda x, y, p: (x[..., :, None] * y[..., None, :]).flatten(-2),
         "any",
     ),
-    "concat": (lambda x, y, p: x.concat(y * x), lambda x, y, p: torch.cat(torch.broadcast_tensors(x, y * x), -1), "any"),
+    "concat": (
+        lambda x, y, p: x.concat(y * x),
+        lambda x, y, p: torch.cat(torch.broadcast_tensors(x, y * x), -1),
+        "any",
+    ),
     "elem": (lambda x, y, p: (x * y).elem(1), lambda x, y, p: (x * y)[..., 1:2], "any"),
     "getitem": (lambda x, y, p: (x * y)[..., 2], lambda x, y, p: (x * y)[..., 2:3], "any"),
     "extract": (lambda x, y, p: (x - y).extract(1, 2), lambda x, y, p: (x - y)[..., 1:3], "any"),
@@ -220,7 +224,9 @@ def test_op(name, dtype, seed):
     _check(out, ref, tol, f"{name} value")
     g = torch.autograd.grad((out * w.to(dtype)).sum(), args, allow_unused=True)
     # (a piecewise-constant reference, e.g. a comparison, has no graph: its gradient is zero everywhere)
-    g64 = torch.autograd.grad((ref * w).sum(), args64, allow_unused=True) if ref.requires_grad else (None,) * 3
+    g64 = (
+        torch.autograd.grad((ref * w).sum(), args64, allow_unused=True) if ref.requires_grad else (None,) * 3
+    )
     for label, a, b in zip("xyp", g, g64):
         if b is None:
             assert a is None or a.abs().max() == 0, f"{name}: gradient in {label} should be zero"

@@ -181,7 +181,8 @@ def test_kernel_solve_pickles(frontend, dumper):
     dumps = DUMPERS[dumper].dumps
     g, x, _, _ = _data(frontend)
     rhs = x[:, :1] * 1.0
-    ks = frontend.KernelSolve("Exp(-G*SqDist(X,Y))*B", ["G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(1)"],
-                              "B", axis=1)
+    ks = frontend.KernelSolve(
+        "Exp(-G*SqDist(X,Y))*B", ["G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(1)"], "B", axis=1
+    )
     back = pickle.loads(dumps(ks))
     _same(ks(g, x, x, rhs, alpha=0.5), back(g, x, x, rhs, alpha=0.5))
