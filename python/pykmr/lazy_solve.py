@@ -154,7 +154,7 @@ def solve(lt, other, var, call, alpha, eps, kwargs):
     others = [w for w in red.vars if w.data is None and not is_unknown(w)]
     if others:
         raise ValueError(
-            f"pykmr: solve: self has {len(others)} symbolic variable(s) other than the unknown: give them data"
+            f"pykmr: solve: self has {len(others)} symbolic variable(s) besides the unknown: give them data"
         )
     args = [tools.constant(w.data, b) if isinstance(w.data, tuple) else w.data for w in red.vars]
     solver = tools.KernelSolve(red.formula, red.aliases, f"V{pos}", axis=1)
