@@ -122,19 +122,19 @@ def read_header_comments(folder=FORMULA_HEADERS):
     return out
 
 
-def _probe_formula(signature):
-    """A well-formed formula using the op of `signature`, every operand X = Vi(1), integers 0 or 1."""
-    name, args = signature[:-1].split("(", 1)
+def _probe_formula(op):
+    """A well-formed formula using `op`: its `arity` operands X = Vi(1), then its integer parameters (from
+    the table's count, so a new op with parameters needs no edit here): 0 for a start or an index, 2 for a
+    denominator, else 1."""
+    name, args = op["signature"][:-1].split("(", 1)
     out = []
-    for a in args.split(","):
-        if a in ("n", "dim", "p", "q"):
-            out.append("2" if (name, a) == ("RatCst", "q") else "1")
+    for k, a in enumerate(args.split(",")):
+        if k < op["arity"]:
+            out.append("X")
         elif a in ("start", "m"):
             out.append("0")
-        elif name in ("IntCst", "RatCst", "Zero"):
-            out.append("1")
         else:
-            out.append("X")
+            out.append("2" if (name, a) == ("RatCst", "q") else "1")
     return f"{name}({','.join(out)})"
 
 
@@ -144,7 +144,7 @@ def check_ops_with_libkmr(ops):
     from pykmr import _kmr
 
     for op in ops:
-        formula = _probe_formula(op["signature"])
+        formula = _probe_formula(op)
         try:
             _kmr.Genred(formula, ["X = Vi(1)"], "Sum", 1)
         except ValueError as e:

@@ -177,6 +177,22 @@ def test_solve_var(seed):
         (K * Vj(0, 3)).solve(Vi(b), var=Vj(1, 3))
 
 
+def test_kernel_solve_second_order(seed):
+    """KernelSolve's gradients are differentiable again: gradgradcheck in b, x and a tensor alpha (float64,
+    CG to 1e-13 so that finite differences see the exact solve)."""
+    n = 8
+    x = torch.rand(n, 2, dtype=torch.float64, requires_grad=True)
+    b = torch.rand(n, 1, dtype=torch.float64, requires_grad=True)
+    alpha = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    Kinv = kt.KernelSolve("Exp(-SqDist(X,Y))*B", ["X = Vi(2)", "Y = Vj(2)", "B = Vj(1)"], "B", axis=1)
+
+    def f(x, b, alpha):
+        return Kinv(x, x, b, alpha=alpha, eps=1e-13)
+
+    assert torch.autograd.gradcheck(f, (x, b, alpha), atol=1e-6, rtol=1e-5)
+    assert torch.autograd.gradgradcheck(f, (x, b, alpha), atol=1e-6, rtol=1e-5)
+
+
 def test_kernel_solve_class(seed):
     x = torch.rand(15, 3, dtype=torch.float64)
     b = torch.rand(15, 1, dtype=torch.float64)

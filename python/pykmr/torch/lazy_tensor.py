@@ -27,36 +27,62 @@ class KernelSolve(KernelSolveBase):
 
 
 class _SolveFunction(torch.autograd.Function):
+    """a = (alpha Id + K(theta))^-1 b. Its backward is made of differentiable pieces (this function again for
+    h = (alpha Id + K)^-1 g, and the Genred's own gradient for -<h, dK/dtheta a>), so that gradients of any
+    order follow (create_graph=True: gradgradcheck in tests/python/test_lazy_tensor.py)."""
+
     @staticmethod
     def forward(ctx, solver, opts, eps, alpha, *args):
-        args = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
-        b = args[solver.varpos]
+        plain = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
+        b = plain[solver.varpos]
         with torch.no_grad():
-            a = conjugate_gradient(solver._matvec(args, opts), b, alpha, eps)
-        ctx.solver, ctx.opts, ctx.eps, ctx.alpha = solver, opts, eps, alpha
-        ctx.save_for_backward(a, *[t for t in args if isinstance(t, torch.Tensor)])
-        ctx.args = args
+            a = conjugate_gradient(solver._matvec(plain, opts), b, alpha, eps)
+        ctx.solver, ctx.opts, ctx.eps = solver, opts, eps
+        ctx.tensor_pos = [p for p, t in enumerate(args) if isinstance(t, torch.Tensor)]
+        ctx.args = [None if isinstance(t, torch.Tensor) else t for t in args]
+        ctx.alpha_is_tensor = isinstance(alpha, torch.Tensor)
+        ctx.alpha = None if ctx.alpha_is_tensor else alpha
+        saved = [args[p] for p in ctx.tensor_pos] + ([alpha] if ctx.alpha_is_tensor else [])
+        ctx.save_for_backward(a, *saved)
         return a
 
     @staticmethod
     def backward(ctx, g):
-        solver, args = ctx.solver, list(ctx.args)
-        a = ctx.saved_tensors[0]
-        with torch.no_grad():
-            h = conjugate_gradient(solver._matvec(args, ctx.opts), g, ctx.alpha, ctx.eps)
+        solver = ctx.solver
+        a, *saved = ctx.saved_tensors
+        alpha = saved.pop() if ctx.alpha_is_tensor else ctx.alpha
+        args = list(ctx.args)
+        for p, t in zip(ctx.tensor_pos, saved):
+            args[p] = t
+        create = torch.is_grad_enabled()  # True under backward(create_graph=True)
+        if not create:
+            args = [t.detach() if isinstance(t, torch.Tensor) else t for t in args]
+            a = a.detach()
+        # h = (alpha Id + K)^-1 g: the same solve, differentiable again when the graph is kept
+        args_h = list(args)
+        args_h[solver.varpos] = g
+        h = _SolveFunction.apply(solver, ctx.opts, ctx.eps, alpha, *args_h)
         needs = ctx.needs_input_grad[4:]
         grads = [None] * len(args)
         grads[solver.varpos] = h if needs[solver.varpos] else None
         others = [p for p, need in enumerate(needs) if need and p != solver.varpos]
         if others:
             with torch.enable_grad():
-                full = [
-                    x.detach().requires_grad_(p in others) if isinstance(x, torch.Tensor) else x
-                    for p, x in enumerate(args)
-                ]
+                # the partial derivative in theta at fixed a: theta enters K through a fresh node (a view
+                # under create_graph, which keeps the result differentiable in theta; a leaf otherwise), so
+                # the path theta -> a -> K a is not counted
+                if create:
+                    full = [x.view_as(x) if p in others else x for p, x in enumerate(args)]
+                else:
+                    full = [
+                        x.detach().requires_grad_(p in others) if isinstance(x, torch.Tensor) else x
+                        for p, x in enumerate(args)
+                    ]
                 full[solver.varpos] = a
                 ka = solver.routine(*full, **ctx.opts)
-                gs = torch.autograd.grad(ka, [full[p] for p in others], grad_outputs=-h)
+                gs = torch.autograd.grad(
+                    ka, [full[p] for p in others], grad_outputs=-h, create_graph=create, allow_unused=True
+                )
             for p, gp in zip(others, gs):
                 grads[p] = gp
         galpha = None
