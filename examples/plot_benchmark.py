@@ -4,7 +4,7 @@ Benchmark: a Gaussian convolution in R^3
 
 The seed's figure: the time of the N x N Gaussian convolution
 
-    a_i = sum_j exp(-|x_i - y_j|^2 / sigma^2) b_j,   x, y: N points in R^3, b: [N, 1], float32,
+    a_i = sum_j exp(-‖x_i - y_j‖^2 / sigma^2) b_j,   x, y: N points in R^3, b: [N, 1], float32,
 
 as N grows, with dense torch (which builds the N x N matrix) and with pykmr (which never stores it), on the
 CPU, plus the same two on the GPU when torch sees one. Dense torch is not run where its N x N matrices would

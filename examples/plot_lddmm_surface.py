@@ -5,12 +5,12 @@ Surface registration with LDDMM
 Large Deformation Diffeomorphic Metric Mapping of a sphere onto a target surface. The deformation is the
 geodesic flow of the Hamiltonian
 
-    H(q, p) = 1/2 < p, K_q p >,    (K_q p)_i = sum_j exp(-|q_i - q_j|^2 / sigma^2) p_j,
+    H(q, p) = 1/2 < p, K_q p >,    (K_q p)_i = sum_j exp(-‖q_i - q_j‖^2 / sigma^2) p_j,
 
 integrated from the initial momenta p0 on the vertices q0 with 10 explicit Euler steps of Hamilton's
 equations (dq/dt = dH/dp, dp/dt = -dH/dq, dH/dq by autograd with ``create_graph=True`` so that the
 whole flow stays differentiable). The data attachment compares the deformed and target meshes as
-*currents*: |S - T|^2 with <S, T> = sum_ij exp(-|c_i - c'_j|^2 / s^2) (n_i . n'_j) over the triangles'
+*currents*: ‖S - T‖^2 with <S, T> = sum_ij exp(-‖c_i - c'_j‖^2 / s^2) (n_i . n'_j) over the triangles'
 centers c and area normals n. L-BFGS minimises  regularity + data  over p0.
 
 Every kernel sum is a ``pykmr.torch.kernel_product``; the N x N kernel matrices are never stored. A second
@@ -198,7 +198,7 @@ fig.savefig(os.path.join(args.out, "lddmm_surface.png"), dpi=80)
 
 
 # %%
-# Timing: one forward-backward pass of the 10-step shooting (loss = |q(1) - target|^2, gradient w.r.t. p0)
+# Timing: one forward-backward pass of the 10-step shooting (loss = ‖q(1) - target‖^2, gradient w.r.t. p0)
 # for N points, pykmr against dense torch (which stores N x N matrices at every step). Dense torch is not run
 # where its memory would pass half the available RAM: the bytes its autograd graph saves are measured at a
 # small N and scaled as N^2, and the N where they pass it is marked "out of memory (estimated)". Both curves

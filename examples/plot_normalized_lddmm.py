@@ -9,7 +9,7 @@ For a measure mu = sum_i mu_i delta_{x_i}, the *normalised* kernel
     k~(x_i, x_j) = lambda_i k(x_i, x_j) lambda_j,   with   lambda_i sum_j k(x_i, x_j) mu_j lambda_j = 1,
 
 (lambda: a few iterations of symmetric Sinkhorn) reproduces constants on the measure, so translating mu by v
-with the momentum v per unit mass costs exactly 1/2 |mu| |v|^2, a physical kinetic energy. We use the
+with the momentum v per unit mass costs exactly 1/2 ‖mu‖ ‖v‖^2, a physical kinetic energy. We use the
 heavy-tailed kernel k = 1 + cauchy(sigma=0.1) + cauchy(sigma=1), compare the translation costs of plain and
 normalised LDDMM, and shoot a translation with both.
 """
@@ -35,7 +35,7 @@ torch.manual_seed(0)
 dtype = torch.float64
 
 # %%
-# The heavy-tailed kernel: k(x, y) = 1 + 1 / (1 + |x-y|^2 / 0.1^2) + 1 / (1 + |x-y|^2 / 1^2). As a Kernel
+# The heavy-tailed kernel: k(x, y) = 1 + 1 / (1 + ‖x-y‖^2 / 0.1^2) + 1 / (1 + ‖x-y‖^2 / 1^2). As a Kernel
 # expression of ``pykmr.torch.kernel_product`` it is one formula, compiled on first use. The sums below use
 # its three terms instead: sum_j 1 b_j is a torch sum, and each Cauchy term is the precompiled Cauchy kernel
 # (gradients included), so the shooting compiles nothing. The figure and the checks use the expression too.
@@ -176,8 +176,8 @@ fig.savefig(os.path.join(args.out, "normalized_lddmm.png"), dpi=80)
 
 # %%
 # Numeric checks: the sum of the three terms equals the Kernel expression (relative 1e-12), the normalised
-# velocity is v everywhere and the normalised translation cost is |mu| |v|^2 / 2 (relative 1e-6), the
-# shooting moved every point by v (1e-4) and kept the energy |mu| |v|^2 / 2 at every step (relative 1e-5).
+# velocity is v everywhere and the normalised translation cost is ‖mu‖ ‖v‖^2 / 2 (relative 1e-6), the
+# shooting moved every point by v (1e-4) and kept the energy ‖mu‖ ‖v‖^2 / 2 at every step (relative 1e-5).
 b_test = torch.randn(n, 1, dtype=dtype)
 expr_err = (k_mul(shape, shape, b_test) - kernel_product(heavy_tailed, shape, shape, b_test)).abs().max()
 expr_err = (expr_err / k_mul(shape, shape, b_test).abs().max()).item()

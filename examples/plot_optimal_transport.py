@@ -3,7 +3,7 @@ An optimal transport plan with log-domain Sinkhorn
 ==================================================
 
 Entropic optimal transport between two point clouds x (weights a) and y (weights b) for the cost
-C(x, y) = |x - y|^2. The plan is pi_ij = a_i b_j exp((f_i + g_j - C_ij) / eps) for dual potentials f, g
+C(x, y) = ‖x - y‖^2. The plan is pi_ij = a_i b_j exp((f_i + g_j - C_ij) / eps) for dual potentials f, g
 found by Sinkhorn's iterations, written in the log domain (stable for small eps):
 
     f_i = -eps LogSumExp_j [ (g_j - C_ij) / eps + log b_j ],
@@ -45,7 +45,7 @@ y = centers[torch.arange(m) % 2] + 0.15 * torch.randn(m, 2, dtype=dtype)
 a, b = torch.full((n, 1), 1 / n, dtype=dtype), torch.full((m, 1), 1 / m, dtype=dtype)
 
 # %%
-# The reduction: lse(G, X, Y, B)_i = log sum_j exp(-G |x_i - y_j|^2 + B_j). Swapping the clouds' roles gives
+# The reduction: lse(G, X, Y, B)_i = log sum_j exp(-G ‖x_i - y_j‖^2 + B_j). Swapping the clouds' roles gives
 # the update of g with the same routine.
 lse = generic_logsumexp("-G*SqDist(X,Y)+B", "L = Vi(1)", "G = Pm(1)", "X = Vi(2)", "Y = Vj(2)", "B = Vj(1)")
 eps = 0.1**2  # the "blur" scale 0.1, squared
@@ -87,7 +87,7 @@ print(f"final row marginal L1 error {errors[-1]:.2e} after {len(errors)} iterati
 # %%
 # The strongest coupling of each x_i: j* = argmax_j pi_ij = argmin_j (C_ij - g_j), an ArgMin reduction;
 # its share of x_i's mass is pi_ij* / a_i. A lifting trick makes it the precompiled ArgMin of SqDist: with
-# y'_j = (y_j, sqrt(c - g_j)) and x'_i = (x_i, 0) for a constant c >= max g, |x'_i - y'_j|^2 = C_ij - g_j + c.
+# y'_j = (y_j, sqrt(c - g_j)) and x'_i = (x_i, 0) for a constant c >= max g, ‖x'_i - y'_j‖^2 = C_ij - g_j + c.
 nearest = generic_argmin("SqDist(X,Y)", "J = Vi(1)", "X = Vi(3)", "Y = Vj(3)")
 x_lift = torch.cat([x, torch.zeros(n, 1, dtype=dtype)], 1)
 y_lift = torch.cat([y, (g.max() - g).sqrt()], 1)

@@ -80,7 +80,7 @@ class Genred(PicklableRoutine):
         """The unfinalized state of this reduction over the reduced rows passed (numpy arrays, as for a
         call), with indices made global: `offset` is the global index of the first reduced row passed
         (j for axis=1, i for axis=0). Merge the states of the slices of an axis with merge(), then
-        finalize() gives routine(*args) on the whole axis. See pykmr.common.PartialState for the layout.
+        finalize() gives ``routine(*args)`` on the whole axis. See pykmr.common.PartialState for the layout.
 
         Raises TypeError/ValueError as a call does, and ValueError for a negative or non-integer offset.
         No pykeops equivalent.

@@ -171,7 +171,7 @@ class Genred(PicklableRoutine):
         """The unfinalized state of this reduction over the reduced rows passed (CPU tensors, as for a
         call), with indices made global: `offset` is the global index of the first reduced row passed
         (j for axis=1, i for axis=0). Merge the states of the slices of an axis with merge(), then
-        finalize() gives routine(*args) on the whole axis (no autograd through states). See
+        finalize() gives ``routine(*args)`` on the whole axis (no autograd through states). See
         pykmr.common.PartialState for the layout.
 
         Raises TypeError/ValueError as a call does, ValueError for a negative or non-integer offset, and
