@@ -311,13 +311,23 @@ struct SparseCase {
   long long k = 1;
 };
 
+// The finalized output of a call: values [nbatch, nx, out_dim] and int64 indices [nbatch, nx, out_idx_dim]
+// (kernel ABI: indices never travel through the value type).
+template <class T>
+struct Outputs {
+  std::vector<T> val;
+  std::vector<long long> idx;
+};
+
 // Scalar reference: each row of each batch, init, accumulate over its allowed j in increasing order, finalize.
 template <class F, class R, class T>
-std::vector<T> reference(const SparseCase& c, const std::vector<const T*>& args, const std::vector<std::int64_t>& st) {
+Outputs<T> reference(const SparseCase& c, const std::vector<const T*>& args, const std::vector<std::int64_t>& st) {
   constexpr kmr::VarTable tab = kmr::var_table<F>();
   R red{};
   red.k = int(c.k);
-  std::vector<T> out(std::size_t(c.nbatch * c.nx * red.out_dim()));
+  Outputs<T> out;
+  out.val.resize(std::size_t(c.nbatch * c.nx * red.out_dim()));
+  out.idx.resize(std::size_t(c.nbatch * c.nx * red.out_idx_dim()));
   std::vector<char> allowed(std::size_t(c.nx * c.ny), c.slices.empty() ? 1 : 0);
   for (std::size_t k = 0; k < c.slices.size(); ++k)
     for (long long s = k == 0 ? 0 : c.slices[k - 1]; s < c.slices[k]; ++s)
@@ -325,6 +335,8 @@ std::vector<T> reference(const SparseCase& c, const std::vector<const T*>& args,
         for (long long j = c.redranges[2 * s]; j < c.redranges[2 * s + 1]; ++j) allowed[std::size_t(i * c.ny + j)] = 1;
   std::vector<typename kmr::cpu_detail::RedTraits<R>::acc_type> acc(std::size_t(red.acc_dim()));
   std::vector<long long> idx(std::size_t(red.idx_dim() > 0 ? red.idx_dim() : 1));
+  std::vector<T> no_val(1);
+  std::vector<long long> no_idx(1);
   for (long long b = 0; b < c.nbatch; ++b)
     for (long long i = 0; i < c.nx; ++i) {
       red.init(acc.data(), idx.data());
@@ -339,7 +351,10 @@ std::vector<T> reference(const SparseCase& c, const std::vector<const T*>& args,
         F::template eval<T>(f, v);
         red.template accumulate<T>(acc.data(), idx.data(), f, j);
       }
-      red.template finalize<T>(out.data() + (b * c.nx + i) * red.out_dim(), acc.data(), idx.data());
+      const long long r = b * c.nx + i;
+      T* val = red.out_dim() > 0 ? out.val.data() + r * red.out_dim() : no_val.data();
+      long long* oi = red.out_idx_dim() > 0 ? out.idx.data() + r * red.out_idx_dim() : no_idx.data();
+      red.template finalize<T>(val, oi, acc.data(), idx.data());
     }
   return out;
 }
@@ -380,15 +395,17 @@ void check_sparse(const SparseCase& c, const char* what, double tol) {
     args[p] = data[p].data();
     if (tab.cat[p] == 1) dj += tab.dim[p];
   }
-  const std::vector<T> want = reference<F, R, T>(c, targs, strides);
+  const Outputs<T> want = reference<F, R, T>(c, targs, strides);
   R red{};
   red.k = int(c.k);
   const std::size_t nout = std::size_t(c.nbatch * c.nx * red.out_dim());
+  const std::size_t nidx = std::size_t(c.nbatch * c.nx * red.out_idx_dim());
   SCOPED_TRACE(::testing::Message() << what << " nx=" << c.nx << " ny=" << c.ny << " nbatch=" << c.nbatch
                                     << " blocks=" << c.slices.size());
 
   // CPU driver, one thread and several (the thread pool is libkmr's: here a serial parallel_for)
   std::vector<T> cpu(nout, T(-12345));
+  std::vector<long long> cpu_idx(nidx, -777);
   kmr_kernel_call call{};
   call.abi_version = KMR_KERNEL_ABI_VERSION;
   call.nx = c.nx;
@@ -396,6 +413,7 @@ void check_sparse(const SparseCase& c, const char* what, double tol) {
   call.k = c.k;
   call.args = args.data();
   call.out = cpu.data();
+  call.out_idx = nidx ? reinterpret_cast<int64_t*>(cpu_idx.data()) : nullptr;
   call.nbatch = c.nbatch;
   call.batch_stride = strides.data();
   call.nranges = std::int64_t(c.slices.size());
@@ -407,7 +425,8 @@ void check_sparse(const SparseCase& c, const char* what, double tol) {
   };
   call.num_threads = 3;
   ASSERT_EQ((kmr::run_cpu<F, R, T>(&call)), 0);
-  expect_close(cpu, want, tol, "cpu");
+  expect_close(cpu, want.val, tol, "cpu");
+  EXPECT_EQ(cpu_idx, want.idx) << "cpu indices";
 
   // emulated GPU
   LaunchShape s;
@@ -439,7 +458,9 @@ void check_sparse(const SparseCase& c, const char* what, double tol) {
   prm.blocks = blocks.empty() ? nullptr : blocks.data();
   prm.redranges = red_ll.data();
   std::vector<T> gpu(nout, T(-12345));
+  std::vector<long long> gpu_idx(nidx, -777);
   prm.out = gpu.data();
+  prm.out_idx = nidx ? gpu_idx.data() : nullptr;
   const std::size_t rows = p.use_partials ? std::size_t(c.nbatch * c.nx) : 0;
   std::vector<T> part_acc(rows * std::size_t(p.acc_slots));
   std::vector<long long> part_idx(rows * std::size_t(p.idx_slots));
@@ -448,7 +469,8 @@ void check_sparse(const SparseCase& c, const char* what, double tol) {
   emulate(&map_reduce_entry<F, R, T, 1>, prm, p.blocks_x, 1, p.block,
           blocks.empty() ? c.nbatch : 1);
   if (p.use_partials) emulate(&merge_entry<F, R, T>, prm, (c.nbatch * c.nx + p.block - 1) / p.block, 1, p.block);
-  expect_close(gpu, want, tol, "emulated gpu");
+  expect_close(gpu, want.val, tol, "emulated gpu");
+  EXPECT_EQ(gpu_idx, want.idx) << "emulated gpu indices";
 }
 
 // Blocks: rows [0,3) none, [3,10) two intervals, [10,12) an empty list, [12,20) an empty interval and one
