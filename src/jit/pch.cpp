@@ -14,7 +14,8 @@
 //
 // The first module a process compiles does not wait for the prelude to be built (about 5 s): a single
 // generic formula compiles as fast as before. From the second on (a gradient, the next formula) it is built
-// and used, and later processes find it in the cache. KMR_JIT_PCH=0 turns it off.
+// and used, and later processes find it in the cache. A build that fails is not tried again in the same
+// process (each try would cost a header compile). KMR_JIT_PCH=0 turns it off.
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -35,6 +36,7 @@ namespace fs = std::filesystem;
 const char kKernelInclude[] = "#include \"kmr/exec/cpu_kernel.hpp\"";
 
 std::atomic<int> modules_seen{0};  // module compiles asked of jit_prelude by this process
+std::atomic<bool> build_failed{false};  // a failed build is not retried by every later module of the process
 
 bool enabled(const std::string& compiler_id) {
   const std::string env = getenv_str("KMR_JIT_PCH");
@@ -70,11 +72,12 @@ std::string jit_prelude(const std::string& dir, const std::string& include_dir, 
   const std::string base = dir + "/" + hash;
   const std::string header = base + ".pch.hpp", gch = header + ".gch";
   if (usable(gch)) return header;
-  if (first) return "";
+  if (first || build_failed.load()) return "";
   static std::mutex mu;  // one build per process; flock below orders processes (and threads' descriptors)
   std::lock_guard<std::mutex> guard(mu);
   FileLock lock(base + ".lock");
-  if (usable(gch)) return header;  // built by another process meanwhile
+  if (usable(gch)) return header;  // built by another process (or thread) meanwhile
+  if (build_failed.load()) return "";
   if (lock.held()) remove_stale_temps(dir, hash);
   const std::string tmp = base + "." + unique_suffix();
   try {
@@ -103,6 +106,7 @@ std::string jit_prelude(const std::string& dir, const std::string& include_dir, 
              "): later modules compile about twice as fast");
   } catch (const std::exception& e) {
     // A speed-up only: the modules compile from the text without it.
+    build_failed.store(true);
     log_line(std::string("no precompiled kernel header (") + e.what() + "); modules compile from the text",
              LogLevel::Warning);
     return "";

@@ -455,6 +455,22 @@ TEST_F(Jit, KernelHeaderIsPrecompiledOnceAndADamagedOneIsReplaced) {
   EXPECT_TRUE(with_suffix(dir_, ".pch.hpp.gch").empty());
 }
 
+TEST_F(Jit, AFailedHeaderBuildIsNotRetriedByEachModule) {
+  save("KMR_JIT_PCH");
+  unsetenv("KMR_JIT_PCH");
+  const std::string real = jit::compiler_command();
+  if (jit::compiler_identity().find("clang") != std::string::npos) GTEST_SKIP() << "GCC-only precompiled header";
+  // A compiler that refuses to precompile headers (and counts the tries), and compiles modules normally.
+  const std::string wrapper = root_ + "/cxx.sh", tries = root_ + "/header-tries";
+  std::ofstream(wrapper) << "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = c++-header ] && { echo x >> '" << tries
+                         << "'; exit 1; }; done\nexec " << real << " \"$@\"\n";
+  ASSERT_EQ(chmod(wrapper.c_str(), 0700), 0);
+  setenv("CXX", wrapper.c_str(), 1);
+  for (int k = 31; k < 34; ++k) EXPECT_EQ(load(kernel_request(k))(1), k + 1);
+  EXPECT_TRUE(with_suffix(dir_, ".pch.hpp.gch").empty());
+  EXPECT_EQ(read_file(tries), "x\n");  // one try, then the modules compile from the text
+}
+
 TEST_F(Jit, DefaultCacheDirFollowsXdg) {
   unsetenv("KMR_CACHE_DIR");
   setenv("XDG_CACHE_HOME", root_.c_str(), 1);

@@ -259,8 +259,6 @@ def _convert(core, args):
             else torch.tensor(a, dtype=dtype, device=device).reshape(-1) for a in args]
 
 
-
-
 def _device(core, tensors, backend, device_id):
     """The device of the call: the tensors' (backend="auto"), checked against backend and device_id. CPU
     tensors with backend="GPU" give Device("cuda_host"): the caller copies them to that GPU and back."""

@@ -16,9 +16,6 @@ class KernelSolve(KernelSolveBase):
     _genred = Genred
 
     def __call__(self, *args, alpha=1e-10, backend="auto", device_id=-1, eps=1e-6, ranges=None):
-        args = [
-            a if isinstance(a, torch.Tensor) or not isinstance(a, (int, float, list)) else a for a in args
-        ]
         self._check(args, alpha, eps)
         opts = {"backend": backend, "device_id": device_id, "ranges": ranges}
         alpha_t = alpha if isinstance(alpha, torch.Tensor) else None
