@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test against what users install (DESIGN decision 16):
-#   1. builds the wheel once (full manifest), repairs it with auditwheel, prints its tag and size and
-#      checks the size budget;
-#   2. installs it into a fresh virtual environment without build tools and runs the whole pytest suite
-#      and the downstream CMake project (find_package(kmr)) there;
-#   3. C++ suites from an in-tree build with a trimmed manifest (ctest), then under ASan+UBSan;
+#   1. builds the wheel once (full manifest) with the C++ suites in the same build tree, repairs it with
+#      auditwheel, prints its tag and size and checks the size budget;
+#   2. installs it into a fresh virtual environment without build tools (its packages are installed while
+#      the wheel builds) and runs the whole pytest suite and the downstream CMake project
+#      (find_package(kmr)) there;
+#   3. the C++ suites (ctest) of the wheel's build tree, against the full libkmr, then under ASan+UBSan;
 #   4. the documentation site (Sphinx, warnings as errors) into docs/_build.
 # The wheel is built with a compiler path that is deleted before the tests (as a manylinux image's
 # /opt/rh/gcc-toolset-* is absent on users' machines): the JIT must find the compiler at run time.
@@ -21,20 +22,31 @@ PRECOMPILED=${KMR_PRECOMPILED:-.*}
 # The full wheel: 27 manifest families x dims x float/double x 3 CPU ISAs, plus compressed sm_80/sm_90
 # fatbins (float32): about 6 MiB estimated from the per-entry sizes (README "Wheels"); 20 MiB leaves room.
 BUDGET_MB=${KMR_WHEEL_BUDGET_MB:-20}
-# The C++ suites need one entry of each kernel shape (sum, gradients over i and j, arg-k-min, Min_ArgMin,
-# LogSumExp over both axes): tests/cpp/test_registry.cpp checks template keys = runtime keys for every
-# entry built, test_genred.cpp's ISA test needs gauss and sqdist_argkmin, test_cuda.cpp the AOT set.
-# The full set's keys are checked by the wheel's tests (test_precompiled.py, test_cuda.py).
-CPP_PRECOMPILED='^(gauss|gauss_gx|gauss_gy|sqdist_argkmin|sqdist_minarg|lse|lse_t)$'
+# The C++ suites are built with the wheel (KMR_BUILD_TESTS=ON in its build tree; no test is installed):
+# they run against the libkmr the wheel ships (test_registry.cpp checks template keys = runtime keys for
+# all of its entries) and the 16-minute library build is not done twice.
 T0=$(date +%s)
 stamp() { echo "[ci +$(( $(date +%s) - T0 ))s] $*"; }
+
+VENV=$ROOT/build/venv-wheel
+# The test environment's packages (test, client and documentation packages: requirements-dev.txt without
+# the build tools) download and install while the wheel builds (about 2 minutes of mostly waiting).
+make_venv() {
+  rm -rf "$VENV"
+  $PY -m venv "$VENV"
+  grep -v '^-r requirements-build.txt' requirements-dev.txt > build/requirements-test.txt
+  "$VENV/bin/python" -m pip install -q -r build/requirements-test.txt
+}
+mkdir -p build
+make_venv > build/venv.log 2>&1 &
+VENV_PID=$!
 
 if [ "${KMR_CI_REUSE_WHEEL:-0}" = 1 ] && ls build/wheelhouse/pykmr-*.whl > /dev/null 2>&1; then
   # Trial runs only: the tests of a wheel this script built before (stage 1 skipped).
   stamp "== 1. wheel: reusing $(ls build/wheelhouse/pykmr-*.whl) (KMR_CI_REUSE_WHEEL=1) =="
   WHEEL=$(ls build/wheelhouse/pykmr-*.whl)
 else
-stamp "== 1. wheel (KMR_PRECOMPILED='$PRECOMPILED', KMR_CUDA=${KMR_CUDA:-AUTO}) =="
+stamp "== 1. wheel (KMR_PRECOMPILED='$PRECOMPILED', KMR_CUDA=${KMR_CUDA:-AUTO}, with the C++ suites) =="
 GONE=/tmp/kmr-ci-gone-toolset  # stands for /opt/rh/gcc-toolset-N: the compiler path baked into libkmr
 rm -rf "$GONE" build/dist build/wheelhouse
 mkdir -p "$GONE/bin"
@@ -45,7 +57,8 @@ if [ -f build/wheel/CMakeCache.txt ] && ! grep -q "^CMAKE_CXX_COMPILER:.*=$GONE/
   rm -rf build/wheel
 fi
 KMR_PRECOMPILED="$PRECOMPILED" CMAKE_BUILD_PARALLEL_LEVEL=$JOBS $PY -m pip wheel --no-build-isolation --no-deps -q \
-  -w build/dist . -C build-dir=build/wheel -C cmake.define.CMAKE_CXX_COMPILER="$GONE/bin/c++"
+  -w build/dist . -C build-dir=build/wheel -C cmake.define.CMAKE_CXX_COMPILER="$GONE/bin/c++" \
+  -C cmake.define.KMR_BUILD_TESTS=ON
 rm -rf "$GONE"
 stamp "wheel built"
 $PY -m auditwheel repair -w build/wheelhouse build/dist/pykmr-*.whl 2>&1 | tail -2
@@ -63,13 +76,13 @@ fi
 fi
 
 stamp "== 2. fresh environment: the wheel, no build tools =="
-VENV=$ROOT/build/venv-wheel
-rm -rf "$VENV"
-$PY -m venv "$VENV"
+if ! wait "$VENV_PID"; then
+  cat build/venv.log >&2
+  echo "the test environment could not be made (build/venv.log above)" >&2
+  exit 1
+fi
+cat build/venv.log
 VPY=$VENV/bin/python
-# Test, client and documentation packages: requirements-dev.txt without the build tools.
-grep -v '^-r requirements-build.txt' requirements-dev.txt > build/requirements-test.txt
-$VPY -m pip install -q -r build/requirements-test.txt
 $VPY -m pip install -q --no-deps "$WHEEL"
 # (pybind11 may be there: pykeops, a comparison and client-test package, needs it at run time; the build
 # backend and CMake must not be.)
@@ -103,10 +116,12 @@ cmake -S tests/downstream -B build/downstream -G Ninja -DCMAKE_PREFIX_PATH="$pre
 cmake --build build/downstream
 ./build/downstream/kmr_downstream
 
-stamp "== 3. C++ suites (in-tree build, KMR_PRECOMPILED='$CPP_PRECOMPILED') =="
-cmake -S . -B build/cpp -G Ninja -DKMR_BUILD_TESTS=ON -DKMR_PRECOMPILED="$CPP_PRECOMPILED" > /dev/null
-cmake --build build/cpp -j "$JOBS"
-ctest --test-dir build/cpp --output-on-failure -j "$JOBS"
+stamp "== 3. C++ suites (built with the wheel, KMR_PRECOMPILED='$PRECOMPILED') =="
+if [ ! -f build/wheel/CTestTestfile.cmake ]; then
+  echo "build/wheel has no C++ suites (a wheel built without KMR_BUILD_TESTS=ON): remove build/wheelhouse" >&2
+  exit 1
+fi
+ctest --test-dir build/wheel --output-on-failure -j "$JOBS"
 
 stamp "== ctest under ASan+UBSan (and the CUDA-less build: KMR_CUDA=OFF) =="
 cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKMR_SANITIZE=ON -DKMR_BUILD_TESTS=ON -DKMR_CUDA=OFF \

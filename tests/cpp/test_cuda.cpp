@@ -36,13 +36,11 @@
 
 namespace {
 
-// Before any test: the wheel's NVRTC (found by CMake), the source headers, no log lines.
+// Before any test: the wheel's NVRTC (found by CMake); the rest of the environment is test_env.cpp's.
 const bool kEnvironment = [] {
 #ifdef KMR_TEST_NVRTC
   setenv("KMR_NVRTC", KMR_TEST_NVRTC, 0);
 #endif
-  setenv("KMR_INCLUDE_DIR", KMR_TEST_INCLUDE_DIR, 0);
-  setenv("KMR_QUIET", "1", 0);
   return true;
 }();
 

@@ -23,15 +23,8 @@ namespace jit = kmr::jit;
 
 namespace {
 
-std::string default_include_dir() {
-#ifdef KMR_TEST_INCLUDE_DIR
-  return KMR_TEST_INCLUDE_DIR;
-#else
-  std::string f = __FILE__;  // <root>/tests/cpp/test_jit.cpp
-  const auto cut = f.rfind("tests/cpp/");
-  return (cut == std::string::npos ? std::string("./") : f.substr(0, cut)) + "include";
-#endif
-}
+// (Not from __FILE__: wheel builds map source paths away with -ffile-prefix-map.)
+std::string default_include_dir() { return KMR_TEST_INCLUDE_DIR; }
 
 using Fn = int (*)(int);
 
