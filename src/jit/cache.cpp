@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -52,10 +53,19 @@ struct State {
   std::atomic<std::uint64_t> memory_hits{0}, disk_hits{0}, compilations{0}, rejected{0};
 };
 
-State& state() {
-  static auto* s = new State();  // never destroyed: modules outlive static destructors
-  return *s;
+// Never destroyed: modules outlive static destructors. A fork()ed child starts a fresh one (the old one
+// leaks): a thread of the parent may hold a Slot's mutex across a build, and that thread is not in the
+// child. Waiting for it before the fork (a pthread_atfork prepare handler) could deadlock: the forking
+// thread may hold the GIL that the building thread needs to log. Modules loaded before the fork stay
+// loaded; the child finds them again through the cache files.
+State* g_state = new State();
+void fresh_state_in_child() {
+  g_state = new State();
+  detail::fresh_prelude_lock_in_child();
 }
+[[maybe_unused]] const int g_state_fork = ::pthread_atfork(nullptr, nullptr, fresh_state_in_child);
+
+State& state() { return *g_state; }
 
 using detail::FileLock;
 using detail::for_each_entry;

@@ -1,5 +1,6 @@
 // Running the host compiler: command, identity, and one compilation, with
 // posix_spawn (no shell: paths and user data are never parsed by sh).
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -180,10 +181,21 @@ std::string truncate_log(const std::string& log, std::size_t max_bytes) {
          log.substr(log.size() - tail);
 }
 
+namespace {
+struct Identities {
+  std::mutex mu;
+  std::map<std::string, std::string> known;
+};
+// A fork()ed child starts a fresh table (see cache.cpp's state).
+Identities* g_identities = new Identities();
+void fresh_identities_in_child() { g_identities = new Identities(); }
+[[maybe_unused]] const int g_identities_fork = ::pthread_atfork(nullptr, nullptr, fresh_identities_in_child);
+}  // namespace
+
 std::string compiler_identity_for(const std::string& what) {
   const std::string cmd = compiler_command();
-  static std::mutex mu;
-  static auto* known = new std::map<std::string, std::string>();
+  std::mutex& mu = g_identities->mu;
+  auto* known = &g_identities->known;
   {
     std::lock_guard<std::mutex> lock(mu);
     auto it = known->find(cmd);

@@ -112,6 +112,8 @@ std::string jit_prelude(const std::string& dir, const std::string& include_dir, 
                         const std::string& source);
 // Removes a prelude that made a module fail to compile while it compiled without it.
 void drop_prelude(const std::string& prelude);
+// In a fork()ed child (cache.cpp's handler): a new build lock, the old one may be held by a parent's thread.
+void fresh_prelude_lock_in_child();
 std::string truncate_log(const std::string& log, std::size_t max_bytes);
 
 }  // namespace detail

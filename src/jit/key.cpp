@@ -1,4 +1,6 @@
 // The full key of a JIT module: everything that changes the machine code.
+#include <pthread.h>
+
 #include <sys/utsname.h>
 
 #include <algorithm>
@@ -20,10 +22,22 @@ namespace fs = std::filesystem;
 // Hash of the relative path and contents of every file under <dir>/kmr, in
 // sorted order. The modules include these headers, so an edited header is a
 // new key even without a version bump. Computed once per folder and process.
+namespace {
+struct HeaderHashes {
+  std::mutex mu;  // held while the files are read (tens of ms)
+  std::map<std::string, std::string> by_dir;
+};
+// A fork()ed child starts a fresh table (see cache.cpp's state: the mutex may be held by a thread that is
+// not in the child).
+HeaderHashes* g_hashes = new HeaderHashes();
+void fresh_hashes_in_child() { g_hashes = new HeaderHashes(); }
+[[maybe_unused]] const int g_hashes_fork = ::pthread_atfork(nullptr, nullptr, fresh_hashes_in_child);
+}  // namespace
+
 std::string headers_hash(const std::string& include_dir) {
-  static std::mutex mu;
-  static auto* cache = new std::map<std::string, std::string>();
-  std::lock_guard<std::mutex> lock(mu);
+  HeaderHashes& tables = *g_hashes;
+  std::lock_guard<std::mutex> lock(tables.mu);
+  auto* cache = &tables.by_dir;
   auto it = cache->find(include_dir);
   if (it != cache->end()) return it->second;
 

@@ -37,6 +37,9 @@ const char kKernelInclude[] = "#include \"kmr/exec/cpu_kernel.hpp\"";
 
 std::atomic<int> modules_seen{0};  // module compiles asked of jit_prelude by this process
 std::atomic<bool> build_failed{false};  // a failed build is not retried by every later module of the process
+// One build per process; flock orders processes (and threads' descriptors). A fork()ed child gets a new
+// one (fresh_prelude_lock_in_child): the thread that may hold the old one across a build is not in it.
+std::mutex* g_build_mu = new std::mutex();
 
 bool enabled(const std::string& compiler_id) {
   const std::string env = getenv_str("KMR_JIT_PCH");
@@ -73,8 +76,7 @@ std::string jit_prelude(const std::string& dir, const std::string& include_dir, 
   const std::string header = base + ".pch.hpp", gch = header + ".gch";
   if (usable(gch)) return header;
   if (first || build_failed.load()) return "";
-  static std::mutex mu;  // one build per process; flock below orders processes (and threads' descriptors)
-  std::lock_guard<std::mutex> guard(mu);
+  std::lock_guard<std::mutex> guard(*g_build_mu);
   FileLock lock(base + ".lock");
   if (usable(gch)) return header;  // built by another process (or thread) meanwhile
   if (build_failed.load()) return "";
@@ -119,6 +121,8 @@ void drop_prelude(const std::string& prelude) {
            LogLevel::Warning);
   remove_quietly(prelude + ".gch");
 }
+
+void fresh_prelude_lock_in_child() { g_build_mu = new std::mutex(); }
 
 }  // namespace detail
 }  // namespace jit

@@ -66,7 +66,13 @@ FileLock::FileLock(const std::string& path) {
   held_ = rc == 0;
 }
 
-FileLock::~FileLock() { ::close(fd_); }  // closing releases the lock
+// Unlocked explicitly: closing releases a flock only when no descriptor of the open file is left, and a
+// fork()ed child inherits one (O_CLOEXEC acts on exec only): the lock would stay held until the child
+// exits, and the child's own attempt to take it (a new open file) would wait forever.
+FileLock::~FileLock() {
+  if (held_) ::flock(fd_, LOCK_UN);
+  ::close(fd_);
+}
 
 // Writes `text` to `tmp`, then renames it to `path`.
 void write_file_atomic(const std::string& path, const std::string& tmp, const std::string& text) {

@@ -167,24 +167,32 @@ struct Genred::Impl {
     return s;
   }
 
+  // The mutex is not held across the compile: the JIT already builds each module once for all the threads
+  // that ask for it, and a thread that fork()s while another compiles leaves a child that must not find
+  // this routine locked by a thread it does not have.
   kmr_kernel_fn kernel(DType dtype) const {
     const int slot = dtype == DType::Float32 ? 0 : 1;
-    std::lock_guard<std::mutex> lock(mutex);
-    if (kernels[slot]) return kernels[slot];
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (kernels[slot]) return kernels[slot];
+    }
     const KernelSpec s = spec(dtype);
     kmr_kernel_fn fn = find_precompiled(s.registry_key());
-    if (fn) {
-      module_path[slot] = "precompiled";
-    } else {
+    const char* where = "precompiled";
+    if (!fn) {
       jit::CompileRequest req;
       req.source = kernel_source(s, "kmr_kernel_run");
       req.key_text = "cpu|abi" + std::to_string(KMR_KERNEL_ABI_VERSION) + "|" + s.registry_key();
       req.description = description + " [" + s.dtype + "]";
       fn = reinterpret_cast<kmr_kernel_fn>(jit::get_symbol(req, "kmr_kernel_run"));
-      module_path[slot] = "jit";
+      where = "jit";
     }
-    kernels[slot] = fn;
-    return fn;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!kernels[slot]) {  // (another thread may have stored the same module's symbol meanwhile)
+      kernels[slot] = fn;
+      module_path[slot] = where;
+    }
+    return kernels[slot];
   }
 };
 

@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -316,6 +318,47 @@ TEST_F(Jit, ConcurrentThreadsShareOneBuild) {
     EXPECT_EQ(got[static_cast<std::size_t>(i)](0), 16 + i % 2);
   }
   EXPECT_EQ(jit::stats().compilations, before.compilations + 2);
+}
+
+// fork() while another thread builds a module: the child loads the module itself (once the parent's build
+// releases the cache file's lock) instead of waiting forever on an in-process mutex or an inherited flock.
+TEST_F(Jit, ForkWhileAnotherThreadCompilesLeavesAWorkingChild) {
+  for (int delay_ms : {20, 400}) {  // while the key is made, while the compiler runs
+    SCOPED_TRACE("fork " + std::to_string(delay_ms) + " ms after the compile started");
+    jit::CompileRequest r = request(40 + delay_ms, "-fork");
+    r.source = "#include <regex>\nint kmr_slow(const char* s) { return std::regex_match(s, std::regex(\"a+\")); }\n" +
+               r.source;  // about a second of compiling: both forks land in it
+    std::thread compiling([&r] {
+      try {
+        load(r);
+      } catch (...) {
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      int code = 3;
+      try {
+        code = load(r)(1) == 41 + delay_ms && load(request(7, "-fork-child"))(1) == 8 ? 0 : 4;
+      } catch (...) {
+      }
+      ::_exit(code);
+    }
+    int status = 0;
+    pid_t done = 0;
+    for (int waited_ms = 0; waited_ms < 120000 && done == 0; waited_ms += 20) {
+      done = ::waitpid(pid, &status, WNOHANG);
+      if (done == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (done == 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+    }
+    compiling.join();
+    EXPECT_NE(done, 0) << "the child was still waiting after 120 s";
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  }
 }
 
 TEST_F(Jit, StaleTempFilesAreSwept) {

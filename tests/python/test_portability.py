@@ -18,7 +18,7 @@ POSIX_FILES = {
     "src/jit/compiler.cpp": "posix_spawn of the compiler, pipes, waitpid",
     "src/jit/paths.cpp": "getpwuid_r, realpath, dladdr, mkdir modes, uid checks",
     "src/jit/store.cpp": "flock, O_EXCL writes, opendir",
-    "src/jit/key.cpp": "stat of the headers",
+    "src/jit/key.cpp": "stat of the headers, pthread_atfork (fresh tables in a fork()ed child)",
     "src/cuda/driver_api.cpp": "dlopen of libcuda",
     "src/cuda/nvrtc.cpp": "dlopen of libnvrtc, opendir of the wheel's folder",
     "src/cpu/thread_pool.cpp": "pthread_atfork, sched affinity (under #if __unix__/__APPLE__)",
