@@ -114,12 +114,23 @@ std::vector<std::string> split_command(const std::string& cmd) {
   return out;
 }
 
+namespace {
+// Held from the pipe's creation until the parent has closed its write end, and by fork() (pthread_atfork
+// prepare; a wait of milliseconds that needs no GIL): a child forked in between would keep a copy of the
+// write end, and the compile would wait forever for the end of its output (and the child for its lock).
+std::mutex g_spawn_mu;
+void lock_spawn() { g_spawn_mu.lock(); }
+void unlock_spawn() { g_spawn_mu.unlock(); }
+[[maybe_unused]] const int g_spawn_fork = ::pthread_atfork(lock_spawn, unlock_spawn, unlock_spawn);
+}  // namespace
+
 ProcessResult run_process(const std::vector<std::string>& args) {
   ProcessResult r;
   if (args.empty()) {
     r.spawn_error = ENOENT;
     return r;
   }
+  std::unique_lock<std::mutex> spawning(g_spawn_mu);
   int fds[2];
 #if defined(__APPLE__)  // no pipe2: close-on-exec set right after (no fork of ours can run in between)
   if (::pipe(fds) != 0 || ::fcntl(fds[0], F_SETFD, FD_CLOEXEC) != 0 || ::fcntl(fds[1], F_SETFD, FD_CLOEXEC) != 0)
@@ -150,6 +161,7 @@ ProcessResult run_process(const std::vector<std::string>& args) {
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   ::close(fds[1]);
+  spawning.unlock();
   if (rc != 0) {
     ::close(fds[0]);
     r.spawn_error = rc;
