@@ -13,9 +13,8 @@ import textwrap
 import threading
 
 import numpy as np
+import pykmr.numpy as pn
 import pytest
-
-pn = pytest.importorskip("pykmr.numpy")
 
 ALIASES = ["G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(1)"]
 GAUSS = "Exp(-G*SqDist(X,Y))*B"  # precompiled
