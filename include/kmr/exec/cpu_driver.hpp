@@ -29,6 +29,8 @@
 #include "../simd/pack.hpp"
 #include "kernel_abi.h"
 #include "pack_reduce.hpp"
+#include "tile_gemm.hpp"
+#include "tile_terms.hpp"
 
 namespace kmr {
 
@@ -61,6 +63,13 @@ constexpr std::size_t TILE_J_BYTES = 32768;      // transposed j data of one til
 constexpr int64_t TASKS_PER_THREAD = 4;
 constexpr int64_t MIN_J_PER_CHUNK = 4 * BLOCK_J;               // j is split only into chunks of at least this
 constexpr std::size_t PARTIALS_BYTES = std::size_t(16) << 20;  // and only if the chunks' accumulators fit
+// From this dimension on, a SqDist or scalar product of an i- and a j-variable is computed by
+// inner-product tiles (tile_gemm.hpp) rather than pair by pair. Measured crossover (AVX2, float32,
+// benchmarks/bench_highdim.py): the tiles are 1.2-2x faster for the Gaussian from D = 8 on.
+#ifndef KMR_TILE_MIN_DIM
+#define KMR_TILE_MIN_DIM 8
+#endif
+constexpr int TILE_MIN_DIM = KMR_TILE_MIN_DIM;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -113,6 +122,12 @@ KMR_INLINE void unroll(std::integer_sequence<int, R...>, Fn&& fn) {
 template <class F, class Red, class T, int SCHEME, class A>
 struct CpuRun {
   using L = Layout<F>;
+  // The formula evaluated per pair: F, or F with its tileable term read from the tile (position L::NV).
+  using TP = tile::Plan<F, L::NV, (L::NV < VarTable::MAX_VARS ? TILE_MIN_DIM : 1 << 30)>;
+  using FE = typename TP::FE;
+  using Tm = typename TP::Tm;
+  static constexpr bool TILED = TP::TILED;
+  static constexpr VarTable TE = var_table<FE>();  // the variables FE still reads
   using TA = typename RedTraits<Red>::acc_type;
   using P = simd::Pack<T, A>;
   using PR = typename PackReducerOf<Red, P>::type;
@@ -136,8 +151,8 @@ struct CpuRun {
   Red red;
   const T* args[L::NV1];
   int64_t bstride[L::NV1];  // elements from one batch to the next (0: broadcast)
-  T* out;              // FINAL: [nbatch * nx, out_dim]; STATE: the accumulators, [nbatch * nx, acc_dim] of TA
-  long long* out_idx;  // FINAL: [nbatch * nx, out_idx_dim]; STATE: [nbatch * nx, idx_dim]
+  T* out;                   // FINAL: [nbatch * nx, out_dim]; STATE: the accumulators, [nbatch * nx, acc_dim] of TA
+  long long* out_idx;       // FINAL: [nbatch * nx, out_idx_dim]; STATE: [nbatch * nx, idx_dim]
   long long idx_offset;
   bool state_mode;
   int64_t nx, ny;
@@ -148,6 +163,7 @@ struct CpuRun {
   int64_t acc_dim, idx_dim, out_dim, out_idx_dim;
   int64_t rows_per_tile, jchunks, j_per_chunk, chunk_rows, tile_j;
   const T* yt;          // j-variables transposed: component c of row j at yt[c * ystride + j], zero padded
+  const T* yn;          // TILED SqDist: |y_j|^2 at yn[j] (per batch: + b * ystride when ytbatch > 0)
   int64_t ystride;      // a multiple of LN
   TA* part_acc;         // [jchunks][nx][acc_dim] when jchunks > 1
   long long* part_idx;  // [jchunks][nx][idx_dim]
@@ -168,19 +184,29 @@ struct CpuRun {
   // One pack of j (from j; lanes l < nvalid hold real j, the last pack of the range may have fewer)
   // against the GG rows of iv: evaluates F on it and feeds each row's state. The formula is
   // instantiated once; only the reducers' add has a masked version.
+  // TILED: tl is the tile's row of the group's first row (one row per tile_j values), j0 its first j.
   template <int GG>
-  KMR_INLINE void step(const PR& pr, const T* ytb, State* st, const P (*iv)[L::NIC1], const P* pv, int64_t j,
-                       P jrel, int nvalid) const {
+  KMR_INLINE void step(const PR& pr, const T* ytb, State* st, const P (*iv)[L::NIC1], const P* pv, int64_t j, P jrel,
+                       int nvalid, const T* tl, int64_t j0) const {
     P jv[L::NJC1];
-    for (int c = 0; c < L::J.ncomp; ++c) jv[c] = P::load(ytb + c * ystride + j);
+    for (int q = 0; q < L::J.n; ++q) {
+      const int p = L::J.pos[q];
+      if (TE.dim[p] == 0) continue;  // read by the tile only
+      for (int c = 0; c < L::tab.dim[p]; ++c) jv[L::J.off[p] + c] = P::load(ytb + (L::J.off[p] + c) * ystride + j);
+    }
     unroll(std::make_integer_sequence<int, GG>(), [&](auto r) {
-      const P* v[L::NV1];
+      const P* v[L::NV + 1];
       for (int p = 0; p < L::NV; ++p)
         v[p] = L::tab.cat[p] == CAT_I   ? iv[r] + L::I.off[p]
                : L::tab.cat[p] == CAT_J ? jv + L::J.off[p]
                                         : pv + L::P.off[p];
+      P pair;
+      if constexpr (TILED) {
+        pair = P::load(tl + r * tile_j + (j - j0));
+        v[L::NV] = &pair;
+      }
       P f[F::DIM];
-      F::template eval<P>(f, v);
+      FE::template eval<P>(f, v);
       if (nvalid == LN) {
         pr.template add<false>(st[r], f, jrel, static_cast<long long>(j), LN);
       } else {
@@ -192,12 +218,13 @@ struct CpuRun {
   // Rows past ilast (the last row of the chunk) repeat it, with states of their own that are never read.
   template <int GG>
   KMR_FLATTEN void group(const PR& pr, const T* const* a, const T* ytb, int64_t i, int64_t ilast, int64_t t0,
-                         int64_t t1, int64_t sb, State* st_mem, const P* pv) const {
+                         int64_t t1, int64_t sb, State* st_mem, const P* pv, const T* tl) const {
     P iv[GG][L::NIC1];
     for (int r = 0; r < GG; ++r) {
       const int64_t ir = i + r < ilast ? i + r : ilast;
       for (int q = 0; q < L::I.n; ++q) {
         const int p = L::I.pos[q];
+        if (TE.dim[p] == 0) continue;  // read by the tile only
         for (int c = 0; c < L::tab.dim[p]; ++c) iv[r][L::I.off[p] + c] = P(a[p][ir * L::tab.dim[p] + c]);
       }
     }
@@ -207,7 +234,7 @@ struct CpuRun {
       const int64_t jb1 = jb + BLOCK_J < t1 ? jb + BLOCK_J : t1;
       P jrel = P::iota(T(jb - sb));
       for (int64_t j = jb; j < jb1; j += LN) {
-        step<GG>(pr, ytb, st, iv, pv, j, jrel, jb1 - j < LN ? int(jb1 - j) : LN);
+        step<GG>(pr, ytb, st, iv, pv, j, jrel, jb1 - j < LN ? int(jb1 - j) : LN, tl, t0);
         jrel += P(T(LN));
       }
       if constexpr (BLOCK_ENDS)
@@ -217,8 +244,16 @@ struct CpuRun {
   }
 
   // Reduces the rows [c0, c0 + nr) (states st, ng of them in groups) over j in [j0, j1).
-  void reduce_interval(const PR& pr, const T* const* a, const T* ytb, const P* pv, int64_t c0, int64_t nr,
-                       int64_t ng, int64_t j0, int64_t j1, State* states, RowSlots<TA>* rows) const {
+  // TILED: the rows' scratch for the tiles (tile_gemm.hpp), filled per chunk by run_task.
+  struct TileScratch {
+    std::vector<T> buf;        // [rows][tile_j]: the term for each row of the chunk and j of the tile
+    std::vector<const T*> xr;  // each row's i-variable of the term (rows past the chunk repeat its last)
+    std::vector<T> xn;         // |x_r|^2 (SqDist)
+    const T* yn;               // |y_j|^2 of this batch (SqDist)
+  };
+
+  void reduce_interval(const PR& pr, const T* const* a, const T* ytb, const P* pv, int64_t c0, int64_t nr, int64_t ng,
+                       int64_t j0, int64_t j1, State* states, RowSlots<TA>* rows, TileScratch* ts) const {
     if (j1 <= j0) return;
     if constexpr (RANGE_STATES)
       for (int64_t r = 0; r < ng; ++r) pr.init(states[r], rows[r]);
@@ -228,7 +263,14 @@ struct CpuRun {
         for (int64_t r = 0; r < ng; ++r) pr.init(states[r], rows[r]);
       for (int64_t t0 = sb; t0 < sb1; t0 += tile_j) {
         const int64_t t1 = t0 + tile_j < sb1 ? t0 + tile_j : sb1;
-        for (int64_t r = 0; r < nr; r += G) group<G>(pr, a, ytb, c0 + r, c0 + nr - 1, t0, t1, sb, &states[r], pv);
+        const T* tl = nullptr;
+        if constexpr (TILED) {
+          tile::fill<P, Tm>(ts->xr.data(), ts->xn.data(), ng, ytb + L::J.off[Tm::pj] * ystride, ystride, ts->yn, t0, t1,
+                            ts->buf.data(), tile_j);
+          tl = ts->buf.data();
+        }
+        for (int64_t r = 0; r < nr; r += G)
+          group<G>(pr, a, ytb, c0 + r, c0 + nr - 1, t0, t1, sb, &states[r], pv, TILED ? tl + r * tile_j : nullptr);
       }
       if constexpr (!RANGE_STATES)
         for (int64_t r = 0; r < nr; ++r) pr.flush(states[r], rows[r].acc, rows[r].idx, sb);
@@ -260,6 +302,13 @@ struct CpuRun {
       long long* x = idx.data() + 3 * r * idx_dim;
       rows[r] = {ac, x, ac + acc_dim, x + idx_dim, ac + 2 * acc_dim, x + 2 * idx_dim};
     }
+    TileScratch ts;
+    if constexpr (TILED) {
+      ts.buf.resize(std::size_t(RG * tile_j));
+      ts.xr.resize(std::size_t(RG));
+      ts.xn.resize(std::size_t(RG));
+      ts.yn = yn ? yn + (ytbatch > 0 ? seg.b * ystride : 0) : nullptr;
+    }
     P pv[L::NPC1];
     for (int q = 0; q < L::P.n; ++q) {
       const int p = L::P.pos[q];
@@ -270,13 +319,19 @@ struct CpuRun {
       const int64_t nr = c0 + R < i1 ? R : i1 - c0;
       const int64_t ng = ceil_div(nr, G) * G;  // rows in groups, the last one filled up
       for (int64_t r = 0; r < ng; ++r) red.init(rows[r].acc, rows[r].idx);
+      if constexpr (TILED)
+        for (int64_t r = 0; r < ng; ++r) {
+          const int64_t ir = c0 + (r < nr ? r : nr - 1);
+          ts.xr[r] = a[Tm::pi] + ir * Tm::D;
+          ts.xn[r] = Tm::kind == tile::TILE_SQDIST ? tile::sqnorm<T, Tm::D>(ts.xr[r]) : T(0);
+        }
       for (int64_t s = seg.s0; s < seg.s1; ++s) {
         int64_t j0 = ivals[2 * s], j1 = ivals[2 * s + 1];
         if (jchunks > 1) {  // dense: this task's chunk of [0, ny)
           j0 = chunk * j_per_chunk;
           j1 = j0 + j_per_chunk < ny ? j0 + j_per_chunk : ny;
         }
-        reduce_interval(pr, a, ytb, pv, c0, nr, ng, j0, j1, states.data(), rows.data());
+        reduce_interval(pr, a, ytb, pv, c0, nr, ng, j0, j1, states.data(), rows.data(), &ts);
       }
       for (int64_t r = 0; r < nr; ++r) {
         TA* ac = rows[r].acc;
@@ -514,6 +569,20 @@ int run_cpu_impl(const kmr_kernel_call* call) {
       run.yt = yt;
     } else {
       run.yt = nullptr;
+    }
+    std::vector<T> ynbuf;  // TILED SqDist: |y_j|^2, one padded row per batch of yt
+    run.yn = nullptr;
+    if constexpr (Run::TILED && Run::Tm::kind == tile::TILE_SQDIST) {
+      if (run.yt) {
+        ynbuf.assign(std::size_t(nyt * run.ystride), T(0));
+        for (int64_t b = 0; b < nyt; ++b) {
+          const T* y0 = run.yt + b * run.ytbatch + L::J.off[Run::Tm::pj] * run.ystride;
+          T* dst = ynbuf.data() + b * run.ystride;
+          for (int c = 0; c < Run::Tm::D; ++c)
+            for (int64_t j = 0; j < run.ystride; ++j) dst[j] += y0[c * run.ystride + j] * y0[c * run.ystride + j];
+        }
+        run.yn = ynbuf.data();
+      }
     }
 
     const int64_t ntasks = int64_t(run.tasks.size()) * run.jchunks;

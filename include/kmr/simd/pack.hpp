@@ -140,6 +140,11 @@ template <class T, class A>
 KMR_INLINE Pack<T, A> select(Mask<T, A> c, Pack<T, A> a, Pack<T, A> b) {
   return xsimd::select(c.m, a.v, b.v);
 }
+// a * b + c, one rounding where the target has FMA (the inner-product tiles' only op).
+template <class T, class A>
+KMR_INLINE Pack<T, A> fmadd(Pack<T, A> a, Pack<T, A> b, Pack<T, A> c) {
+  return xsimd::fma(a.v, b.v, c.v);
+}
 template <class T, class A>
 KMR_INLINE bool any(Mask<T, A> c) {
   return xsimd::any(c.m);
@@ -317,6 +322,10 @@ KMR_INLINE Mask<T, A> operator!=(Pack<T, A> a, Pack<T, A> b) {
 template <class T, class A>
 KMR_INLINE Pack<T, A> select(Mask<T, A> c, Pack<T, A> a, Pack<T, A> b) {
   return c.m ? a : b;
+}
+template <class T, class A>
+KMR_INLINE Pack<T, A> fmadd(Pack<T, A> a, Pack<T, A> b, Pack<T, A> c) {
+  return Pack<T, A>(a.v * b.v + c.v);
 }
 template <class T, class A>
 KMR_INLINE bool any(Mask<T, A> c) {
