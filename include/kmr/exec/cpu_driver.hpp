@@ -249,6 +249,7 @@ struct CpuRun {
     std::vector<T> buf;        // [rows][tile_j]: the term for each row of the chunk and j of the tile
     std::vector<const T*> xr;  // each row's i-variable of the term (rows past the chunk repeat its last)
     std::vector<T> xn;         // |x_r|^2 (SqDist)
+    std::vector<T> panel;      // one column block of the term's j-variable (tile_gemm.hpp)
     const T* yn;               // |y_j|^2 of this batch (SqDist)
   };
 
@@ -266,7 +267,7 @@ struct CpuRun {
         const T* tl = nullptr;
         if constexpr (TILED) {
           tile::fill<P, Tm>(ts->xr.data(), ts->xn.data(), ng, ytb + L::J.off[Tm::pj] * ystride, ystride, ts->yn, t0, t1,
-                            ts->buf.data(), tile_j);
+                            ts->buf.data(), tile_j, ts->panel.data());
           tl = ts->buf.data();
         }
         for (int64_t r = 0; r < nr; r += G)
@@ -307,6 +308,7 @@ struct CpuRun {
       ts.buf.resize(std::size_t(RG * tile_j));
       ts.xr.resize(std::size_t(RG));
       ts.xn.resize(std::size_t(RG));
+      ts.panel.resize(std::size_t(Tm::D) * tile::MICRO_PACKS * LN);
       ts.yn = yn ? yn + (ytbatch > 0 ? seg.b * ystride : 0) : nullptr;
     }
     P pv[L::NPC1];
