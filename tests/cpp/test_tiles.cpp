@@ -148,6 +148,7 @@ TEST(Tiles, GaussianSumFloat) {
   check_gauss_sum<float, TD>(base_seed());
   check_gauss_sum<float, 37>(base_seed() + 1);
   check_gauss_sum<float, 128>(base_seed() + 2);
+  check_gauss_sum<float, 300>(base_seed() + 9);  // two passes of TILE_KC coordinates, the second ragged
 }
 TEST(Tiles, GaussianSumDouble) {
   check_gauss_sum<double, TD>(base_seed() + 3);

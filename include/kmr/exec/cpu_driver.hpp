@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <numeric>
 #include <utility>
 #include <vector>
 
@@ -308,7 +309,7 @@ struct CpuRun {
       ts.buf.resize(std::size_t(RG * tile_j));
       ts.xr.resize(std::size_t(RG));
       ts.xn.resize(std::size_t(RG));
-      ts.panel.resize(std::size_t(Tm::D) * tile::MICRO_PACKS * LN);
+      ts.panel.resize(std::size_t(Tm::D < tile::TILE_KC ? Tm::D : tile::TILE_KC) * tile::MICRO_PACKS * LN);
       ts.yn = yn ? yn + (ytbatch > 0 ? seg.b * ystride : 0) : nullptr;
     }
     P pv[L::NPC1];
@@ -497,7 +498,9 @@ int run_cpu_impl(const kmr_kernel_call* call) {
   // Rows of a chunk (a multiple of the register group when it can), j of a tile (a power-of-two number of blocks).
   int64_t R = int64_t(CHUNK_ACC_BYTES / (3 * row_bytes + sizeof(typename Run::State)));
   R = R > MAX_CHUNK_ROWS ? MAX_CHUNK_ROWS : R;
-  R -= R % Run::G;
+  // Tiled: a multiple of the tiles' register block too (lcm(6, 4) = 12: 60 rows, no ragged row block).
+  constexpr int64_t RM = Run::TILED ? int64_t(tile::MICRO_ROWS) * Run::G / std::gcd(tile::MICRO_ROWS, Run::G) : Run::G;
+  R -= R % (R >= RM ? RM : Run::G);
   run.chunk_rows = R < Run::G ? Run::G : R;
   run.tile_j = BLOCK_J;
   const std::size_t j_bytes = std::size_t(L::J.ncomp > 0 ? L::J.ncomp : 1) * sizeof(T);
