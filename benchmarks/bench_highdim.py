@@ -32,6 +32,8 @@ def parse_args():
     p.add_argument("--backends", default="pykmr,faiss,torch,pykeops")
     p.add_argument("--n-knn", type=int, default=20000, help="N = M of the k-NN case")
     p.add_argument("--n-gauss", type=int, default=10000, help="N = M of the Gaussian cases")
+    p.add_argument("--keops-max-dim", type=int, default=1024,
+                   help="no pykeops column above this D (each new D compiles for about a minute)")
     p.add_argument("--max-call", type=float, default=5.0, help="seconds: slower first calls are timed once")
     p.add_argument("--min-time", type=float, default=0.5, help="seconds of repeated calls per cell")
     p.add_argument("--out", default="benchmarks/out/bench_highdim", help="prefix of the CSV and PNG files")
@@ -231,6 +233,8 @@ def main():
                     warm(be, case, d)
                     # Rows of x timed: all of them, or the first 1/16 when that many would take more than
                     # --max-call seconds (the time of a call is linear in the rows: pairs/s is the same).
+                    if be == "pykeops" and d > ARGS.keops_max_dim:
+                        continue
                     probe = make(be, case, d, x[: n // 16], y, b, u[: n // 16])
                     if probe is None:
                         continue
@@ -282,8 +286,8 @@ def plot(rows, dims, backends):
     for ax, case in zip(axes[0], cases):
         for be in backends:
             pts = sorted((r["d"], r["pairs_per_s"]) for r in rows if r["case"] == case and r["backend"] == be)
-            if pts:
-                ax.loglog(*zip(*pts), "o-", label=be)
+            if pts:  # one color per backend in every panel
+                ax.loglog(*zip(*pts), "o-", label=be, color=f"C{backends.index(be)}")
         ax.loglog(dims, [roofline(d) for d in dims], "k--", lw=1, label="FMA roofline")
         ax.set_title(case, fontsize=10)
         ax.set_xlabel("D")
