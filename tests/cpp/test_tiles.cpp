@@ -155,6 +155,44 @@ TEST(Tiles, GaussianSumDouble) {
   check_gauss_sum<double, 64>(base_seed() + 4);
 }
 
+// Block-sparse ranges whose blocks of j start at unaligned j and end at ny: tiles that start mid-pack and
+// read the last pack of the transposed j-variables (ASan checks that it stays inside the buffers).
+// The pair-by-pair path (D = 3) reads the same last pack: it is checked here too.
+template <int D>
+void check_unaligned_ranges() {
+  const int64_t nx = 37, ny = 320;  // a multiple of the padding: the last pack of [317, 320) ends past it
+  const int64_t ranges[] = {0, 20, 20, 37};
+  const int64_t slices[] = {2, 3};
+  const int64_t red[] = {317, 320, 3, 150, 1, 320};
+  const uint64_t seed = base_seed() + 10;
+  Data<float, D> a(seed, nx, ny);
+  const auto p = a.ptrs();
+  std::vector<float> out(static_cast<size_t>(nx));
+  for (int threads : {1, 2}) {
+    SCOPED_TRACE("seed=" + std::to_string(seed) + " threads=" + std::to_string(threads) + " D=" + std::to_string(D));
+    auto call = make_call(nx, ny, 0, p.data(), out.data(), threads);
+    call.nranges = 2;
+    call.ranges = ranges;
+    call.slices = slices;
+    call.redranges = red;
+    ASSERT_EQ((run_cpu<GaussD<D>, SumReduction<float, 1>, float>(&call)), KERNEL_OK);
+    for (int64_t i = 0; i < nx; ++i) {
+      const int k = i < 20 ? 0 : 1;
+      double s = 0, scale = 0;
+      for (int64_t l = k == 0 ? 0 : 2; l < slices[k]; ++l)
+        for (int64_t j = red[2 * l]; j < red[2 * l + 1]; ++j) {
+          const double t = std::exp(-double(a.g[0]) * a.d2(i, j)) * double(a.b[size_t(j)]);
+          s += t, scale += std::fabs(t);
+        }
+      ASSERT_NEAR(double(out[size_t(i)]), s, 2e-5 * scale) << "row " << i;
+    }
+  }
+}
+TEST(Tiles, RangesWithUnalignedBlocks) {
+  check_unaligned_ranges<20>();
+  check_unaligned_ranges<3>();
+}
+
 // (x_i | y_j) b_j: the DOT kind.
 TEST(Tiles, LinearKernelSum) {
   using F = Mult<Scalprod<Yj<40>, Xi<40>>, Bj>;

@@ -251,7 +251,7 @@ struct CpuRun {
     std::vector<const T*> xr;  // each row's i-variable of the term (rows past the chunk repeat its last)
     std::vector<T> xn;         // |x_r|^2 (SqDist)
     std::vector<T> panel;      // one column block of the term's j-variable (tile_gemm.hpp)
-    const T* yn;               // |y_j|^2 of this batch (SqDist)
+    const T* yn = nullptr;     // |y_j|^2 of this batch (SqDist)
   };
 
   void reduce_interval(const PR& pr, const T* const* a, const T* ytb, const P* pv, int64_t c0, int64_t nr, int64_t ng,
@@ -559,7 +559,9 @@ int run_cpu_impl(const kmr_kernel_call* call) {
     run.ytbatch = j_batched ? L::J.ncomp * run.ystride : 0;
     std::vector<T> ytbuf;
     if (L::J.ncomp > 0 && run.ny > 0) {
-      ytbuf.assign(std::size_t(nyt * L::J.ncomp * run.ystride + PAD), T(0));
+      // + PAD to align, + PAD after the last row: a pack that starts at an unaligned j (ranges) may read up
+      // to LN - 1 values past ystride (lanes that are masked or never read).
+      ytbuf.assign(std::size_t(nyt * L::J.ncomp * run.ystride + 2 * PAD), T(0));
       T* yt = ytbuf.data();
       yt += (PAD - (reinterpret_cast<std::uintptr_t>(yt) / sizeof(T)) % PAD) % PAD;  // 64-byte aligned
       for (int64_t b = 0; b < nyt; ++b)
@@ -579,7 +581,7 @@ int run_cpu_impl(const kmr_kernel_call* call) {
     run.yn = nullptr;
     if constexpr (Run::TILED && Run::Tm::kind == tile::TILE_SQDIST) {
       if (run.yt) {
-        ynbuf.assign(std::size_t(nyt * run.ystride), T(0));
+        ynbuf.assign(std::size_t(nyt * run.ystride + PAD), T(0));  // + PAD: as yt's
         for (int64_t b = 0; b < nyt; ++b) {
           const T* y0 = run.yt + b * run.ytbatch + L::J.off[Run::Tm::pj] * run.ystride;
           T* dst = ynbuf.data() + b * run.ystride;
