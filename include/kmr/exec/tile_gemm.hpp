@@ -5,15 +5,16 @@
 // A register block of MR rows x NR packs of j keeps MR * NR accumulators; per
 // coordinate c it loads NR packs of y (the j-variables are already transposed
 // component by component, zero padded) and broadcasts MR values of x: MR * NR
-// FMAs for MR + NR loads. Column blocks are the outer loop, so that the NR packs
-// of every coordinate (D cache lines) stay in L1 while all the rows pass.
+// FMAs for MR + NR loads. Column blocks are the outer loop: each one's y is
+// copied to a contiguous panel, TILE_KC coordinates at a time, that stays in L1
+// while all the rows pass.
 //
 // SqDist uses the expansion |x|^2 + |y|^2 - 2 <x, y>, with the norms computed
 // once per row and per j. Its rounding error is about eps (|x|^2 + |y|^2), not
-// eps |x - y|^2: for points much closer than their norms (|x - y| / |x| below
-// ~1e-3 in float32), the relative error of the distance grows as the square of
-// that ratio (docs/internals.md, "Inner-product tiles"). A negative result of the cancellation is
-// set to 0 (a SqDist is never negative); NaN stays NaN.
+// eps |x - y|^2: for points much closer than their norms, the relative error of
+// SqDist is about eps / (|x - y| / |x|)^2 (docs/internals.md, "Inner-product
+// tiles"). A negative result of the cancellation is set to 0 (a SqDist is never
+// negative); NaN stays NaN.
 #pragma once
 #include <cstdint>
 
