@@ -35,43 +35,33 @@ struct NoTerm {
   static constexpr int kind = -1, pi = -1, pj = -1, D = 0;
 };
 
+// Pair<A, B>: an i-variable and a j-variable of the same dim, in either order, as the Term of KIND.
+template <int KIND, class A, class B>
+struct Pair {
+  using type = NoTerm;
+};
+template <int KIND, int A, int B, int D>
+struct Pair<KIND, Var<A, D, CAT_I>, Var<B, D, CAT_J>> {
+  using type = Term<KIND, A, B, D>;
+};
+template <int KIND, int A, int B, int D>
+struct Pair<KIND, Var<B, D, CAT_J>, Var<A, D, CAT_I>> {
+  using type = Term<KIND, A, B, D>;
+};
+
 // Match<F>::type: the Term F is, or NoTerm.
 template <class F>
 struct Match {
   using type = NoTerm;
 };
-template <int A, int B, int D>
-struct Match<SqNorm2<Subtract<Var<A, D, CAT_I>, Var<B, D, CAT_J>>>> {
-  using type = Term<TILE_SQDIST, A, B, D>;
-};
-template <int A, int B, int D>
-struct Match<SqNorm2<Subtract<Var<B, D, CAT_J>, Var<A, D, CAT_I>>>> {
-  using type = Term<TILE_SQDIST, A, B, D>;
-};
-template <int A, int B, int D>
-struct Match<Sum<Square<Subtract<Var<A, D, CAT_I>, Var<B, D, CAT_J>>>>> {
-  using type = Term<TILE_SQDIST, A, B, D>;
-};
-template <int A, int B, int D>
-struct Match<Sum<Square<Subtract<Var<B, D, CAT_J>, Var<A, D, CAT_I>>>>> {
-  using type = Term<TILE_SQDIST, A, B, D>;
-};
-template <int A, int B, int D>
-struct Match<Scalprod<Var<A, D, CAT_I>, Var<B, D, CAT_J>>> {
-  using type = Term<TILE_DOT, A, B, D>;
-};
-template <int A, int B, int D>
-struct Match<Scalprod<Var<B, D, CAT_J>, Var<A, D, CAT_I>>> {
-  using type = Term<TILE_DOT, A, B, D>;
-};
-template <int A, int B, int D>
-struct Match<Sum<Mult<Var<A, D, CAT_I>, Var<B, D, CAT_J>>>> {
-  using type = Term<TILE_DOT, A, B, D>;
-};
-template <int A, int B, int D>
-struct Match<Sum<Mult<Var<B, D, CAT_J>, Var<A, D, CAT_I>>>> {
-  using type = Term<TILE_DOT, A, B, D>;
-};
+template <class A, class B>
+struct Match<SqNorm2<Subtract<A, B>>> : Pair<TILE_SQDIST, A, B> {};
+template <class A, class B>
+struct Match<Sum<Square<Subtract<A, B>>>> : Pair<TILE_SQDIST, A, B> {};
+template <class A, class B>
+struct Match<Scalprod<A, B>> : Pair<TILE_DOT, A, B> {};
+template <class A, class B>
+struct Match<Sum<Mult<A, B>>> : Pair<TILE_DOT, A, B> {};
 
 template <class... Ts>
 struct FirstOk {
