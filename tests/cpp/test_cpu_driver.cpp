@@ -21,6 +21,7 @@
 #endif
 
 #include "cpu/thread_pool.hpp"
+#include "driver_call.hpp"
 #include "kmr/exec/cpu_driver.hpp"
 #include "kmr/formula/formula.hpp"
 #include "kmr/reduction/reduction.hpp"
@@ -90,21 +91,6 @@ struct Args {
     return f;
   }
 };
-
-kmr_kernel_call make_call(int64_t nx, int64_t ny, int64_t k, const void* const* args, void* out, int threads) {
-  kmr_kernel_call c{};
-  c.abi_version = KMR_KERNEL_ABI_VERSION;
-  c.nx = nx;
-  c.ny = ny;
-  c.k = k;
-  c.args = args;
-  c.out = out;
-  c.parallel_for = &kmr::cpu::parallel_for;
-  c.pool = kmr::cpu::default_pool();
-  c.num_threads = threads;
-  kmr::cpu::set_num_threads(threads);
-  return c;
-}
 
 std::string trace(const char* what, uint64_t seed, int64_t nx, int64_t ny, int K, int threads) {
   return std::string(what) + " seed=" + std::to_string(seed) + " nx=" + std::to_string(nx) +

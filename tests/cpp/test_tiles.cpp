@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cpu/thread_pool.hpp"
+#include "driver_call.hpp"
 #include "kmr/exec/cpu_driver.hpp"
 #include "kmr/formula/formula.hpp"
 #include "kmr/reduction/reduction.hpp"
@@ -21,6 +22,7 @@ namespace {
 
 using namespace kmr;
 using kmr_test::base_seed;
+using kmr_test::make_call;
 
 constexpr int TD = cpu_detail::TILE_MIN_DIM;  // the smallest tiled dimension
 
@@ -61,21 +63,6 @@ using GradX = Grad<GaussD<64>, Xi<64>, Ui>;
 static_assert(kind<GradX>() == tile::TILE_SQDIST);
 static_assert(!tiled<tile::Plan<GradX, 5, TD>::FE>(), "every occurrence is replaced");
 static_assert(var_table<tile::Plan<GaussD<64>, 4, TD>::FE>().dim[0] == 0, "x is read by the tile only");
-
-kmr_kernel_call make_call(int64_t nx, int64_t ny, int64_t k, const void* const* args, void* out, int threads) {
-  kmr_kernel_call c{};
-  c.abi_version = KMR_KERNEL_ABI_VERSION;
-  c.nx = nx;
-  c.ny = ny;
-  c.k = k;
-  c.args = args;
-  c.out = out;
-  c.parallel_for = &cpu::parallel_for;
-  c.pool = cpu::default_pool();
-  c.num_threads = threads;
-  cpu::set_num_threads(threads);
-  return c;
-}
 
 // Points x_i, y_j in [-1, 1]^D / sqrt(D) (distances of order 1), weights b, u, gamma.
 template <class T, int D>
