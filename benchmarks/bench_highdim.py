@@ -41,19 +41,13 @@ def parse_args():
 
 
 ARGS = parse_args()
-for var in ("OMP_NUM_THREADS", "KMR_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(ARGS.threads)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import CPU_MHZ, CPU_NAME, LANES, PORTS, import_pykeops, set_threads  # noqa: E402
 
-import torch  # noqa: E402
-
-torch.set_num_threads(ARGS.threads)
-
+set_threads(ARGS.threads)  # before the libraries start their pools
 import pykmr  # noqa: E402
 import pykmr.torch as kmr_torch  # noqa: E402
-
-pykmr.set_num_threads(ARGS.threads)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine import CPU_MHZ, CPU_NAME, LANES, PORTS  # noqa: E402
+import torch  # noqa: E402
 
 try:
     import faiss  # noqa: E402
@@ -62,14 +56,7 @@ try:
 except ImportError as e:
     faiss = None
     print(f"faiss not available ({e}); its column stays empty")
-try:
-    import pykeops  # noqa: E402
-    import pykeops.torch as keops_torch  # noqa: E402
-
-    pykeops.set_verbose(False)
-except Exception as e:  # noqa: BLE001 - any import failure only disables the column
-    keops_torch = None
-    print(f"pykeops not available ({type(e).__name__}: {e}); its column stays empty")
+pykeops, keops_torch = import_pykeops()
 
 K = 10
 GAMMA = 0.5
