@@ -46,14 +46,16 @@ def _gpu_missing():
 
 
 # The files whose JIT warm-ups take longest (CI of stop 8, seconds on 2 cores: 854, 333, about 300, 200,
-# 100), first: pytest-xdist's --dist loadfile hands files out in collection order, so the long ones start
-# at once on separate workers instead of one of them starting last and leaving the other worker idle.
+# 100; the formula fuzzer's budget: about 90), first: pytest-xdist's --dist loadfile hands files out in
+# collection order, so the long ones start at once on separate workers instead of one of them starting last
+# and leaving the other worker idle.
 SLOW_FILES_FIRST = (
     "test_lazy_tensor_ops.py",
     "test_ops.py",
     "test_autograd.py",
     "test_lazy_tensor.py",
     "test_dask.py",
+    "test_fuzz_formulas.py",
 )
 
 
