@@ -149,9 +149,9 @@ class GenredCore:
         self.nargs = len(self.args)
         self.out_dim = self.kernel.out_dim  # values per output row
         self.out_idx_dim = self.kernel.out_idx_dim  # int64 indices per output row
-        if self.red.kind in ("lse", "ssmw"):
-            self.dim_f = 1
+        if self.red.kind in ("lse", "ssmw"):  # F of dim 1, or of dim D reduced coordinate by coordinate
             self.dim_g = self.out_dim if formula2 else 0
+            self.dim_f = self.out_dim if not formula2 else 1 if self.out_dim == 1 else self._formula_dim()
         else:
             self.dim_f = (self.out_dim or self.out_idx_dim) // self.k
             self.dim_g = 0
@@ -161,6 +161,10 @@ class GenredCore:
                           dtype_acc, sum_scheme)
         self._name_arguments()
         self.what = f"Genred('{formula}', {reduction_op}, axis={self.axis})"
+
+    def _formula_dim(self) -> int:
+        """dim F alone (formula2 given: out_dim is dim F2), from a Sum of F (parsed, not compiled)."""
+        return _kmr.Genred(self.formula, self.aliases, "Sum", self.axis, 0, "", "auto", "auto").out_dim
 
     def spec(self) -> dict:
         """The constructor arguments that rebuild this reduction (what pickling ships)."""
@@ -282,16 +286,26 @@ class GenredCore:
         nx, ny = (1 if s is None else s[0] for s in sizes)
         return CallPlan(nx, ny, batch, modes)
 
-    def check_dtypes(self, dtypes) -> str:
-        """dtypes: a dtype name per argument (None for Python numbers). Returns 'float32' or 'float64'."""
+    def check_dtypes(self, dtypes, half=None) -> str:
+        """dtypes: a dtype name per argument (None for Python numbers). Returns the common one (None if
+        all are numbers): 'float32', 'float64', or 'float16' / 'bfloat16' where `half` is "cpu".
+
+        half: where the arguments go. "cpu" (a call on the CPU) accepts float16 and bfloat16: the front end
+        computes them in float32 (compute_dtype) and casts the values back. "gpu" (CUDA arrays or
+        backend="GPU") and None (partial states, dask) refuse them: no kernel takes half floats."""
         common, first = None, None
         for p, dt in enumerate(dtypes):
             if dt is None:
                 continue
-            if dt not in ("float32", "float64"):
+            if dt in HALF_DTYPES and half != "cpu":
+                where = ("pykmr's GPU kernels compute in float32 or float64" if half == "gpu"
+                         else "partial states are float32 or float64")
+                raise TypeError(f"pykmr: {self.labels[p]} has dtype {dt}, which pykmr takes only in calls on "
+                                f"the CPU (computed in float32): {where}; convert it first (.float())")
+            if dt not in ("float32", "float64") + HALF_DTYPES:
                 kind = "integer" if "int" in dt else "unsupported"
                 raise TypeError(f"pykmr: {self.labels[p]} has {kind} dtype {dt}: pykmr computes in float32 "
-                                "or float64, convert it first")
+                                "or float64 (float16 and bfloat16 on the CPU in float32), convert it first")
             if common is None:
                 common, first = dt, p
             elif dt != common:
@@ -330,6 +344,17 @@ def rebuild_routine(cls, spec_items):
     obj = cls.__new__(cls)
     obj.__init__(**{k: (list(v) if k == "aliases" else v) for k, v in spec_items})
     return obj
+
+
+# float16 and bfloat16 arguments of a call on the CPU: the front ends convert them to float32 (torch:
+# differentiably, so gradients come back in the input dtype), run the float32 kernel (float32 accumulation)
+# and cast the values back to the input dtype; indices stay int64. GenredCore.check_dtypes says where.
+HALF_DTYPES = ("float16", "bfloat16")
+
+
+def compute_dtype(dtype: str | None) -> str | None:
+    """The dtype the kernel runs in for arguments of `dtype`: float32 for float16/bfloat16, else itself."""
+    return "float32" if dtype in HALF_DTYPES else dtype
 
 
 def is_numbers(a) -> bool:
@@ -521,8 +546,10 @@ class PartialState:
         acc: [rows, acc_dim] accumulators, of the accumulation dtype (dtype_acc; "auto": the data
             dtype): a numpy array (pykmr.numpy) or a CPU torch tensor (pykmr.torch). Per reduction:
             Sum: the partial sums [D] (sum_scheme="kahan": sums, then compensations); LogSumExp: the
-            running max m and sum_j exp(f_j - m); with weights: m, then the shifted weighted sums [D];
-            SumSoftMaxWeight: m, the shifted sum, the shifted weighted sums [D]; Min/Max and the Arg
+            running max m and sum_j exp(f_j - m) (F of dim D > 1: one such pair per coordinate); with
+            weights: m, then the shifted weighted sums [D] (F of dim D: a pair (m, weighted sum) per
+            coordinate); SumSoftMaxWeight: m, the shifted sum, the shifted weighted sums [D] (F of dim D:
+            a triple (m, sum, weighted sum) per coordinate); Min/Max and the Arg
             reductions: the best values [D]; the KMin family: the K best values per coordinate, sorted,
             slot r * D + d.
         idx: [rows, idx_dim] int64 GLOBAL indices along the reduced axis of the values of acc (Arg
@@ -656,10 +683,11 @@ def make_generics(genred_cls):
         return make_generic(genred_cls, "Sum", formula, output, aliases, kwargs)
 
     def generic_logsumexp(formula, output, *aliases, **kwargs):
-        """LogSumExp reduction of a scalar formula (pykeops equivalent: ``generic_logsumexp``).
+        """LogSumExp reduction (pykeops equivalent: ``generic_logsumexp``).
 
         ``log sum_j exp(F)``, computed with a running maximum (no overflow); output alias
-        ``"A = Vi(1)"`` gives ``[N, 1]``. Raises as :func:`generic_sum`.
+        ``"A = Vi(1)"`` gives ``[N, 1]``. A formula of dim D > 1 is reduced coordinate by coordinate
+        (``"A = Vi(D)"``, ``[N, D]``; pykeops refuses it). Raises as :func:`generic_sum`.
         """
         return make_generic(genred_cls, "LogSumExp", formula, output, aliases, kwargs)
 

@@ -9,7 +9,7 @@ arguments theta of K: that last one is the gradient of the Sum Genred at v = a w
 
 from __future__ import annotations
 
-from pykmr.common import parse_alias
+from pykmr.common import HALF_DTYPES, parse_alias
 
 
 def conjugate_gradient(matvec, b, alpha, eps, maxiter=None):
@@ -91,6 +91,11 @@ class KernelSolveBase:
 
     def _check(self, args, alpha, eps):
         b = args[self.varpos]
+        if str(b.dtype).replace("torch.", "") in HALF_DTYPES:
+            raise TypeError(
+                f"pykmr: KernelSolve: b has dtype {b.dtype}: conjugate gradient needs float32 or "
+                "float64 (float16/bfloat16 cannot reach eps); convert the arguments first (.float())"
+            )
         if len(b.shape) != 2:
             raise ValueError(f"pykmr: KernelSolve: b must be 2-D (N, D), got shape {tuple(b.shape)}")
         if alpha < 0 or eps <= 0:

@@ -15,6 +15,7 @@ from pykmr.common import (
     check_call_options,
     check_out_shapes,
     check_ranges,
+    compute_dtype,
     is_numbers,
     keops_options_to_dtype_acc,
     launch,
@@ -30,9 +31,9 @@ class Genred(PicklableRoutine):
 
     pykeops equivalent: ``pykeops.numpy.Genred``. The arguments, the call
     ``routine(*args, backend="auto", device_id=-1, ranges=None, out=None)``, the output shapes and the
-    exceptions are those of :class:`pykmr.torch.Genred`, with numpy arrays (float32 or float64) in
-    place of tensors; ``backend="GPU"`` copies the arrays to
-    the GPU and back. Arg* reductions return int64 arrays.
+    exceptions are those of :class:`pykmr.torch.Genred`, with numpy arrays (float32 or float64; float16
+    on the CPU: computed and accumulated in float32, returned in float16) in place of tensors;
+    ``backend="GPU"`` copies the arrays to the GPU and back. Arg* reductions return int64 arrays.
     Pickles like :class:`pykmr.torch.Genred`; :class:`pykmr.dask.Genred` runs it on dask arrays.
     """
 
@@ -47,7 +48,7 @@ class Genred(PicklableRoutine):
         arrays), output and errors are those of pykmr.torch.Genred.__call__, on numpy arrays."""
         core = self._core
         check_call_options(backend, device_id, ranges)
-        arrays = _convert(core, args)
+        arrays, in_dtype = _convert(core, args, backend)
         plan = core.plan_call([a.shape for a in arrays])
         arrays = batch_layout(core, plan, arrays, _expand)
         ranges_arg = ()
@@ -67,6 +68,9 @@ class Genred(PicklableRoutine):
                    idx_ptr=idx.ctypes.data, nbatch=plan.nbatch, strides=strides if plan.batch else (),
                    ranges=ranges_arg)
         result = postprocess_batched(vals, idx, core, plan.batch)
+        if compute_dtype(in_dtype) != in_dtype:  # float16 computed in float32: values cast back
+            result = tuple(_values_to(r, in_dtype) for r in result) if isinstance(result, tuple) else (
+                _values_to(result, in_dtype))
         if out is None:
             return result
         outs, results = check_out_shapes(core, out, result, lambda o: isinstance(o, np.ndarray))
@@ -82,11 +86,11 @@ class Genred(PicklableRoutine):
         (j for axis=1, i for axis=0). Merge the states of the slices of an axis with merge(), then
         finalize() gives ``routine(*args)`` on the whole axis. See pykmr.common.PartialState for the layout.
 
-        Raises TypeError/ValueError as a call does, and ValueError for a negative or non-integer offset.
-        No pykeops equivalent.
+        Raises TypeError/ValueError as a call does (TypeError for float16: states are float32 or float64), and
+        ValueError for a negative or non-integer offset. No pykeops equivalent.
         """
         core = self._core
-        arrays = _convert(core, args)
+        arrays, _ = _convert(core, args)
         nx, ny = core.check_shapes([a.shape for a in arrays])
         dtype = str(arrays[0].dtype) if arrays else "float32"
         return run_partial(core, _OPS, dtype, [a.ctypes.data for a in arrays], nx, ny, offset)
@@ -112,8 +116,10 @@ _OPS = ArrayOps(empty=lambda shape, dt: np.empty(shape, dtype=dt), ptr=lambda a:
                 is_array=lambda a: isinstance(a, np.ndarray), kind="numpy arrays")
 
 
-def _convert(core, args):
-    """numpy arrays (contiguous, one float dtype); Python numbers accepted for parameters."""
+def _convert(core, args, backend=None):
+    """numpy arrays (contiguous, one float dtype) and the arguments' dtype name (None: numbers only); Python
+    numbers accepted for parameters. A call (`backend` given) on the CPU takes float16 and converts it to
+    float32; partial states (no backend) and backend="GPU" refuse it (GenredCore.check_dtypes)."""
     core.check_count(len(args))
     dtypes = []
     for p, a in enumerate(args):
@@ -127,9 +133,16 @@ def _convert(core, args):
         else:
             kind = "a numpy array or a number" if core.args[p][0] == 2 else "a numpy array"
             raise TypeError(f"pykmr: {core.labels[p]} must be {kind}, got {type(a).__name__}")
-    dtype = core.check_dtypes(dtypes) or "float64"
-    return [np.ascontiguousarray(a) if isinstance(a, np.ndarray) else np.array(a, dtype=dtype).reshape(-1)
-            for a in args]
+    half = None if backend is None else "gpu" if backend.startswith("GPU") else "cpu"
+    name = core.check_dtypes(dtypes, half)
+    dtype = compute_dtype(name) or "float64"
+    return [np.ascontiguousarray(a, dtype=dtype) if isinstance(a, np.ndarray)
+            else np.array(a, dtype=dtype).reshape(-1) for a in args], name
+
+
+def _values_to(a, dtype):
+    """A result array in `dtype`, int64 indices left as they are."""
+    return a.astype(dtype) if a.dtype.kind == "f" else a
 
 
 def _expand(a, shape):

@@ -1,6 +1,7 @@
 """pykmr.numpy.LazyTensor, Vi, Vj, Pm and KernelSolve (pykeops.numpy's), on pykmr.numpy.Genred (no autograd).
 
-LazyTensors follow their arrays' dtype (float64 for numpy's default arrays); float constants take it.
+LazyTensors follow their arrays' dtype (float64 for numpy's default arrays); float constants take it (float16
+calls compute in float32, constants included).
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ class _NumpyTools:
 
     @staticmethod
     def constant(values, ref):
+        """A float parameter as an array of the call's dtype; in a float16 call, the numbers themselves
+        (Genred makes them float32, the dtype it computes in: not rounded to half)."""
+        if ref is not None and ref.dtype == np.float16:
+            return values
         return np.array(values, dtype=np.float64 if ref is None else ref.dtype)
 
 

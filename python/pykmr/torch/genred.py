@@ -15,6 +15,7 @@ from pykmr.common import (
     check_call_options,
     check_out_shapes,
     check_ranges,
+    compute_dtype,
     is_numbers,
     keops_options_to_dtype_acc,
     launch,
@@ -49,7 +50,9 @@ class Genred(PicklableRoutine):
     * ``args``: in the aliases' order; i-variables ``[N, d]``, j-variables ``[M, d]`` tensors, parameters
       ``[d]`` tensors (or Python numbers for d = 1), each with optional leading batch dims (see
       ``__call__``; ``ranges``: KeOps's block-sparse 6-tuple); all float32 or all float64, all on one
-      device (CPU or one CUDA GPU). Differentiable w.r.t. every argument, to any order.
+      device (CPU or one CUDA GPU). On the CPU, all float16 or all bfloat16 also work: computed and
+      accumulated in float32, values returned (and gradients) in the input dtype (the GPU kernels have
+      no half floats: TypeError). Differentiable w.r.t. every argument, to any order.
     * ``backend``: ``"auto"`` (the tensors' device), ``"CPU"`` or ``"GPU"`` (CPU tensors are copied to the
       GPU and back).
     * Returns a ``[N, dim]`` tensor (``axis=1``; ``[M, dim]`` for ``axis=0``) of the arguments' dtype;
@@ -59,7 +62,8 @@ class Genred(PicklableRoutine):
         ValueError: a malformed formula or alias (the message shows the position), dims that do not match
             the ops or the aliases, an unknown reduction or axis, K larger than the reduced size, arguments
             on different devices.
-        TypeError: arguments that are not tensors, mixed or integer dtypes, a wrong argument count.
+        TypeError: arguments that are not tensors, mixed or integer dtypes, float16/bfloat16 on a GPU, a
+            wrong argument count.
         RuntimeError: a formula that must be compiled when no C++ compiler (or, on GPU, no NVRTC) is
             available, an unusable cache folder, no usable GPU for ``backend="GPU"``.
 
@@ -113,7 +117,7 @@ class Genred(PicklableRoutine):
 
         core = self._core
         check_call_options(backend, device_id, ranges)
-        tensors = _convert(core, args)
+        tensors, in_dtype = _convert(core, args, backend)
         plan = core.plan_call([t.shape for t in tensors])
         tensors = batch_layout(core, plan, tensors, _expand)
         call = TorchCall(plan, ranges)
@@ -135,6 +139,10 @@ class Genred(PicklableRoutine):
         result = postprocess_batched(vals, idx, core, plan.batch)
         if back_to_cpu:
             result = tuple(r.cpu() for r in result) if isinstance(result, tuple) else result.cpu()
+        if compute_dtype(in_dtype) != in_dtype:  # float16/bfloat16 computed in float32: values cast back
+            half = getattr(torch, in_dtype)
+            result = tuple(_values_to(r, half) for r in result) if isinstance(result, tuple) else (
+                _values_to(result, half))
         if out is None:
             return result
         outs, results = check_out_shapes(core, out, result, lambda o: isinstance(o, torch.Tensor))
@@ -175,11 +183,12 @@ class Genred(PicklableRoutine):
         pykmr.common.PartialState for the layout.
 
         Raises TypeError/ValueError as a call does, ValueError for a negative or non-integer offset, and
-        NotImplementedError for CUDA tensors (partial states run on the CPU). No pykeops equivalent.
+        NotImplementedError for CUDA tensors (partial states run on the CPU), TypeError for float16/bfloat16
+        (states are float32 or float64). No pykeops equivalent.
         """
         core = self._core
         with torch.no_grad():
-            tensors = _convert(core, args)
+            tensors, _ = _convert(core, args)
             for p, t in enumerate(tensors):
                 if t.device.type != "cpu":
                     raise NotImplementedError(f"pykmr: partial states are computed on the CPU, but "
@@ -236,8 +245,11 @@ class TorchCall:
 
 
 
-def _convert(core, args):
-    """Contiguous tensors of one float dtype; Python numbers (or lists of them) accepted for parameters."""
+def _convert(core, args, backend=None):
+    """Contiguous tensors of one float dtype, and the arguments' dtype name (None: numbers only); Python
+    numbers (or lists of them) accepted for parameters. A call (`backend` given) on the CPU takes float16 or
+    bfloat16 and converts them to float32 (differentiably: gradients come back in the input dtype); partial
+    states (no backend) and GPU calls refuse them (GenredCore.check_dtypes)."""
     core.check_count(len(args))
     dtypes, ref = [], None
     for p, a in enumerate(args):
@@ -252,11 +264,17 @@ def _convert(core, args):
         else:
             kind = "a torch.Tensor or a number" if core.args[p][0] == 2 else "a torch.Tensor"
             raise TypeError(f"pykmr: {core.labels[p]} must be {kind}, got {type(a).__name__}")
-    name = core.check_dtypes(dtypes)
-    dtype = getattr(torch, name) if name else torch.get_default_dtype()
     device = ref.device if ref is not None else torch.device("cpu")
-    return [a.contiguous() if isinstance(a, torch.Tensor)
-            else torch.tensor(a, dtype=dtype, device=device).reshape(-1) for a in args]
+    half = None if backend is None else "gpu" if device.type == "cuda" or backend.startswith("GPU") else "cpu"
+    name = core.check_dtypes(dtypes, half)
+    dtype = getattr(torch, compute_dtype(name)) if name else torch.get_default_dtype()
+    return [a.to(dtype).contiguous() if isinstance(a, torch.Tensor)
+            else torch.tensor(a, dtype=dtype, device=device).reshape(-1) for a in args], name
+
+
+def _values_to(t, dtype):
+    """A result tensor in `dtype`, int64 indices left as they are."""
+    return t.to(dtype) if t.is_floating_point() else t
 
 
 def _device(core, tensors, backend, device_id):

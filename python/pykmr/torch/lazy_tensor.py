@@ -104,9 +104,12 @@ class _TorchTools:
 
     @staticmethod
     def constant(values, ref):
-        """A float parameter as a tensor of the call's dtype and device."""
+        """A float parameter as a tensor of the call's dtype and device; in a float16/bfloat16 call, the
+        numbers themselves (Genred makes them float32, the dtype it computes in: not rounded to half)."""
         if ref is None:
             return torch.tensor(values, dtype=torch.get_default_dtype())
+        if ref.dtype in (torch.float16, torch.bfloat16):
+            return values
         return torch.tensor(values, dtype=ref.dtype, device=ref.device)
 
 
