@@ -50,8 +50,9 @@ class Genred:
           worker (1e6-1e7 on a GPU): each task should compute for at least ~0.1 s (n_own * n_red * cost of F
           per pair), else Dask's per-task overhead (about 1 ms) and the merges dominate.
         * Memory per task: the two input chunks (rows * dim * itemsize each) plus the partial state of the
-          output chunk: rows_own * state width (Sum: dim F; LogSumExp: 2 + dim weights; SumSoftMaxWeight:
-          2 + dim values; Min/ArgMin/Min_ArgMin: dim F values + dim F int64; KMin/ArgKMin: 2 * K * dim F).
+          output chunk: rows_own * state width (Sum: dim F; LogSumExp: 2, 1 + dim weights, 2 * dim F for a
+          vector F; SumSoftMaxWeight: 2 + dim values, 3 * dim F for a vector F; Min/ArgMin/Min_ArgMin: dim F
+          values + dim F int64; KMin/ArgKMin: 2 * K * dim F).
         * Use about 2-4 tasks per worker thread, so that a slow or lost worker costs little.
         * With threads_per_worker > 1, set KMR_NUM_THREADS=1 on the workers (each task would otherwise use
           every core); with one thread per worker, each task uses all the cores libkmr sees.

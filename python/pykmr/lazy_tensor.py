@@ -277,17 +277,15 @@ class GenericLazyTensor(LazyOps):
         return self._reduce("Sum", self._axis(axis, dim, "sum_reduction", False), **kwargs)
 
     def logsumexp(self, axis=None, dim=None, weight=None, **kwargs):
-        """log sum_j exp(F_ij) (times weight_j inside the sum when given), F scalar."""
-        if self.ndim != 1:
-            raise ValueError(f"pykmr: logsumexp needs a scalar formula, this one has dim {self.ndim}")
+        """log sum_j exp(F_ij) (times weight_j inside the sum when given). F of dim D > 1: coordinate by
+        coordinate, (N, D) (with a weight of dim D, coordinate by coordinate too)."""
         return self._reduce("LogSumExp", self._axis(axis, dim, "logsumexp", False), weight=weight, **kwargs)
 
     logsumexp_reduction = logsumexp
 
     def sumsoftmaxweight(self, weight, axis=None, dim=None, **kwargs):
-        """sum_j exp(F_ij) w_j / sum_j exp(F_ij), F scalar."""
-        if self.ndim != 1:
-            raise ValueError(f"pykmr: sumsoftmaxweight needs a scalar formula, this one has dim {self.ndim}")
+        """sum_j exp(F_ij) w_j / sum_j exp(F_ij): F scalar and w of any dim, or F and w both of dim D
+        (coordinate by coordinate)."""
         return self._reduce(
             "SumSoftMaxWeight", self._axis(axis, dim, "sumsoftmaxweight", False), weight=weight, **kwargs
         )

@@ -39,9 +39,18 @@ void init_errors(py::module_& m) {
       if (p) std::rethrow_exception(p);
     } catch (const kmr::Error& e) {
       switch (e.kind()) {
-        case kmr::ErrorKind::Value: PyErr_SetString(PyExc_ValueError, e.what()); return;
-        case kmr::ErrorKind::Type: PyErr_SetString(PyExc_TypeError, e.what()); return;
-        case kmr::ErrorKind::Runtime: PyErr_SetString(PyExc_RuntimeError, e.what()); return;
+        case kmr::ErrorKind::Value:
+          PyErr_SetString(PyExc_ValueError, e.what());
+          return;
+        case kmr::ErrorKind::Type:
+          PyErr_SetString(PyExc_TypeError, e.what());
+          return;
+        case kmr::ErrorKind::Runtime:
+          PyErr_SetString(PyExc_RuntimeError, e.what());
+          return;
+        case kmr::ErrorKind::Interrupted:
+          PyErr_SetString(PyExc_KeyboardInterrupt, e.what());
+          return;
       }
     }
   });
@@ -64,15 +73,18 @@ void init_core(py::module_& m) {
   m.def("compiler_identity", &kmr::jit::compiler_identity);
   kmr::jit::set_log_handler(&python_log);
   // Counters of this process's JIT: tests check that a routine rebuilt elsewhere compiles nothing.
-  m.def("jit_stats", [] {
-    const kmr::jit::Stats s = kmr::jit::stats();
-    py::dict d;
-    d["memory_hits"] = s.memory_hits;
-    d["disk_hits"] = s.disk_hits;
-    d["compilations"] = s.compilations;
-    d["rejected_entries"] = s.rejected_entries;
-    return d;
-  }, "JIT counters of this process: memory_hits, disk_hits, compilations, rejected_entries.");
+  m.def(
+      "jit_stats",
+      [] {
+        const kmr::jit::Stats s = kmr::jit::stats();
+        py::dict d;
+        d["memory_hits"] = s.memory_hits;
+        d["disk_hits"] = s.disk_hits;
+        d["compilations"] = s.compilations;
+        d["rejected_entries"] = s.rejected_entries;
+        return d;
+      },
+      "JIT counters of this process: memory_hits, disk_hits, compilations, rejected_entries.");
 }
 
 }  // namespace kmr::python

@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "bindings.hpp"
+#include "interrupt.hpp"
 #include "kmr/runtime/cuda.hpp"
 #include "kmr/runtime/genred.hpp"
 
@@ -69,8 +70,10 @@ void run_pointers(const kmr::Genred& g, const std::string& dtype, const std::vec
   const kmr::DType dt = parse_dtype(dtype);
   RunExtras e;
   make_extras(&e, nbatch, strides, ranges);
-  py::gil_scoped_release release;
-  g.run(dt, p.data(), p.size(), nx, ny, reinterpret_cast<void*>(out), e.options, idx_pointer(out_idx));
+  run_interruptibly([&](const volatile int* interrupt) {
+    e.options.interrupt = interrupt;
+    g.run(dt, p.data(), p.size(), nx, ny, reinterpret_cast<void*>(out), e.options, idx_pointer(out_idx));
+  });
 }
 
 // Partial states (host memory): see kmr::Genred::run_state, merge_states, finalize_states.
@@ -80,12 +83,12 @@ py::tuple state_layout(const kmr::Genred& g, const std::string& dtype) {
 }
 
 void run_state_pointers(const kmr::Genred& g, const std::string& dtype, const std::vector<std::uintptr_t>& args,
-                        std::int64_t nx, std::int64_t ny, std::uintptr_t acc, std::uintptr_t idx,
-                        std::int64_t offset) {
+                        std::int64_t nx, std::int64_t ny, std::uintptr_t acc, std::uintptr_t idx, std::int64_t offset) {
   const std::vector<const void*> p = pointers(args);
   const kmr::DType dt = parse_dtype(dtype);
-  py::gil_scoped_release release;
-  g.run_state(dt, p.data(), p.size(), nx, ny, reinterpret_cast<void*>(acc), idx_pointer(idx), offset);
+  run_interruptibly([&](const volatile int* interrupt) {
+    g.run_state(dt, p.data(), p.size(), nx, ny, reinterpret_cast<void*>(acc), idx_pointer(idx), offset, interrupt);
+  });
 }
 
 void merge_pointers(const kmr::Genred& g, const std::string& dtype, std::int64_t rows,
@@ -125,9 +128,8 @@ void run_cuda_pointers(const kmr::Genred& g, const std::string& dtype, const std
 
 // CUDA on host pointers: copied to GPU `device` and back.
 void run_cuda_host_pointers(const kmr::Genred& g, const std::string& dtype, const std::vector<std::uintptr_t>& args,
-                            std::int64_t nx, std::int64_t ny, std::uintptr_t out, int device,
-                            std::uintptr_t out_idx, std::int64_t nbatch, const std::vector<std::int64_t>& strides,
-                            const RangesArg& ranges) {
+                            std::int64_t nx, std::int64_t ny, std::uintptr_t out, int device, std::uintptr_t out_idx,
+                            std::int64_t nbatch, const std::vector<std::int64_t>& strides, const RangesArg& ranges) {
   const std::vector<const void*> p = pointers(args);
   const kmr::DType dt = parse_dtype(dtype);
   RunExtras e;
@@ -160,7 +162,8 @@ void init_genred(py::module_& m) {
       .def_property_readonly("axis", &kmr::Genred::axis)
       .def_property_readonly("key", &kmr::Genred::key)
       .def_property_readonly("args", &arg_list, "(category, dim) per argument; category 0: i, 1: j, 2: parameter")
-      .def("is_precompiled", [](const kmr::Genred& g, const std::string& d) { return g.is_precompiled(parse_dtype(d)); })
+      .def("is_precompiled",
+           [](const kmr::Genred& g, const std::string& d) { return g.is_precompiled(parse_dtype(d)); })
       .def("prepare",
            [](const kmr::Genred& g, const std::string& d) {
              const kmr::DType dt = parse_dtype(d);
@@ -190,9 +193,8 @@ void init_genred(py::module_& m) {
       .def("merge_states", &merge_pointers, py::arg("dtype"), py::arg("rows"), py::arg("accs"), py::arg("idxs"),
            py::arg("out"), py::arg("out_idx"), py::arg("finalize"),
            "Merges states in order; finalize=True writes the finalized output (values, indices) instead.")
-      .def("is_precompiled_cuda", [](const kmr::Genred& g, const std::string& d) {
-        return g.is_precompiled_cuda(parse_dtype(d));
-      })
+      .def("is_precompiled_cuda",
+           [](const kmr::Genred& g, const std::string& d) { return g.is_precompiled_cuda(parse_dtype(d)); })
       .def(
           "prepare_cuda",
           [](const kmr::Genred& g, const std::string& d, const std::string& arch, bool force_nvrtc) {

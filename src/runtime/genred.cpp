@@ -31,8 +31,7 @@ void check_options(const GenredOptions& o) {
   const std::string& s = o.sum_scheme;
   if (s != "auto" && s != "block" && s != "direct" && s != "kahan" && s != "block_sum" && s != "direct_sum" &&
       s != "kahan_scheme")
-    throw Error(ErrorKind::Value,
-                "kmr: sum_scheme must be 'auto', 'block', 'direct' or 'kahan', got '" + s + "'");
+    throw Error(ErrorKind::Value, "kmr: sum_scheme must be 'auto', 'block', 'direct' or 'kahan', got '" + s + "'");
 }
 
 // The kernel's side of RunOptions: the ranges triple of its rows (by axis), batch strides in canonical order.
@@ -47,8 +46,8 @@ struct KernelRun {
 
 // Checks one triple of KeOps's ranges against `rows` output rows and `reduced` reduced rows.
 void check_ranges(const std::string& what, const std::string& rn, const std::string& sn, const std::string& redn,
-                  const std::int64_t* ranges, const std::int64_t* slices, const std::int64_t* red,
-                  std::int64_t nranges, std::int64_t nred, std::int64_t rows, std::int64_t reduced) {
+                  const std::int64_t* ranges, const std::int64_t* slices, const std::int64_t* red, std::int64_t nranges,
+                  std::int64_t nred, std::int64_t rows, std::int64_t reduced) {
   auto fail = [&](const std::string& m) { throw Error(ErrorKind::Value, "kmr: ranges of " + what + ": " + m); };
   if (nranges < 0 || nred < 0) fail("negative sizes");
   if ((nranges > 0 && (!ranges || !slices)) || (nred > 0 && !red)) fail("null pointer");
@@ -56,10 +55,10 @@ void check_ranges(const std::string& what, const std::string& rn, const std::str
   for (std::int64_t k = 0; k < nranges; ++k) {
     const std::int64_t a = ranges[2 * k], b = ranges[2 * k + 1], sl = slices[k];
     const std::string at = rn + "[" + std::to_string(k) + "] = [" + std::to_string(a) + ", " + std::to_string(b) + ")";
-    if (a < 0 || b < a || b > rows)
-      fail(at + " is not a range of [0, " + std::to_string(rows) + ") (the output rows)");
-    if (a < prev_end) fail(at + " starts before the end of the previous block (" + std::to_string(prev_end) +
-                           "): blocks must be sorted and disjoint");
+    if (a < 0 || b < a || b > rows) fail(at + " is not a range of [0, " + std::to_string(rows) + ") (the output rows)");
+    if (a < prev_end)
+      fail(at + " starts before the end of the previous block (" + std::to_string(prev_end) +
+           "): blocks must be sorted and disjoint");
     if (sl < prev_slice || sl > nred)
       fail(sn + "[" + std::to_string(k) + "] = " + std::to_string(sl) + " must be non-decreasing and at most " +
            std::to_string(nred) + " (the rows of " + redn + ")");
@@ -141,6 +140,7 @@ struct Genred::Impl {
           &ctx);
       rc = ctx.rc;
     }
+    if (rc == KMR_KERNEL_INTERRUPTED) throw Error(ErrorKind::Interrupted, "kmr: interrupted: " + description);
     if (rc != 0) throw Error(ErrorKind::Runtime, "kmr: kernel failed for " + description);
   }
   // (acc_dim, idx_dim) of the state, asked of the kernel's own templates (KMR_MODE_DIMS): the reductions
@@ -201,8 +201,8 @@ Genred::Genred(const std::string& formula, const std::vector<std::string>& alias
     : impl_(new Impl) {
   Impl& g = *impl_;
   if (axis != 0 && axis != 1)
-    throw Error(ErrorKind::Value, "kmr: axis must be 0 (reduce over i) or 1 (reduce over j), got " +
-                                      std::to_string(axis));
+    throw Error(ErrorKind::Value,
+                "kmr: axis must be 0 (reduce over i) or 1 (reduce over j), got " + std::to_string(axis));
   check_options(options);
   g.red = &find_reduction(reduction);
   g.axis = axis;
@@ -214,16 +214,22 @@ Genred::Genred(const std::string& formula, const std::vector<std::string>& alias
   int dim2 = 0;
   std::string evaluated = formula;
   if (!options.formula2.empty()) {
-    if (!g.red->weighted)
-      throw Error(ErrorKind::Value, "kmr: reduction '" + reduction + "' takes no formula2");
+    if (!g.red->weighted) throw Error(ErrorKind::Value, "kmr: reduction '" + reduction + "' takes no formula2");
     dim2 = parse_formula(options.formula2, aliases, false).dim;
     evaluated = "Concat(" + formula + "," + options.formula2 + ")";
   } else if (g.red->weighted && !g.red->weights_optional) {
     throw Error(ErrorKind::Value, "kmr: reduction '" + reduction + "' needs formula2 (the weights)");
   }
-  if (g.red->scalar_formula && f1.dim != 1)
-    throw Error(ErrorKind::Value, "kmr: reduction '" + reduction + "' needs a scalar formula, '" + formula +
-                                      "' has dim " + std::to_string(f1.dim));
+  // LogSumExp / SumSoftMaxWeight of F of dim D > 1: coordinate by coordinate; the weights (formula2) of
+  // a vector F must have its dim (a scalar F keeps weights of any dim).
+  const bool per_coordinate = g.red->per_coordinate && f1.dim > 1;
+  if (per_coordinate && dim2 > 0 && dim2 != f1.dim)
+    throw Error(ErrorKind::Value, "kmr: reduction '" + reduction +
+                                      "' of a vector formula works coordinate by coordinate and needs formula2 of "
+                                      "the same dim: '" +
+                                      formula + "' has dim " + std::to_string(f1.dim) + ", formula2 '" +
+                                      options.formula2 + "' has dim " + std::to_string(dim2) +
+                                      " (a scalar formula weights every coordinate)");
   for (const VarInfo& v : f1.user_args) g.args.push_back({v.cat, v.dim});
   if (dim2 > 0) {  // formula2 may use arguments that formula does not
     const ParsedFormula both = parse_formula(evaluated, aliases, false);
@@ -233,7 +239,9 @@ Genred::Genred(const std::string& formula, const std::vector<std::string>& alias
   g.formula = parse_formula(evaluated, aliases, axis == 0);
 
   g.red_cpp = g.red->cpp;
-  if (dim2 > 0 && std::string(g.red->name) == "LogSumExp") g.red_cpp = "LogSumExpWeightReduction";
+  if (dim2 > 0 && std::string(g.red->name) == "LogSumExp")
+    g.red_cpp = per_coordinate ? "LogSumExpWeightVecReduction" : "LogSumExpWeightReduction";
+  if (per_coordinate && std::string(g.red->name) == "SumSoftMaxWeight") g.red_cpp = "SumSoftMaxWeightVecReduction";
   const std::string& s = options.sum_scheme;
   if (s == "kahan" || s == "kahan_scheme") {
     if (std::string(g.red->name) != "Sum")
@@ -245,8 +253,8 @@ Genred::Genred(const std::string& formula, const std::vector<std::string>& alias
   }
   if (g.red->needs_k) {
     if (options.opt_arg < 1)
-      throw Error(ErrorKind::Value, "kmr: reduction '" + reduction + "' needs opt_arg K >= 1, got " +
-                                        std::to_string(options.opt_arg));
+      throw Error(ErrorKind::Value,
+                  "kmr: reduction '" + reduction + "' needs opt_arg K >= 1, got " + std::to_string(options.opt_arg));
     g.k = options.opt_arg;
   }
   // Resource limits, checked here so that no call can overrun them (issue 10, section 5).
@@ -309,8 +317,7 @@ bool Genred::Impl::check_call(const void* const* args, std::size_t nargs, std::i
                                       std::to_string(nidx) + " per row)");
   for (std::size_t a = 0; a < nargs; ++a) {
     const std::int64_t n = this->args[a].cat == 0 ? nx : this->args[a].cat == 1 ? ny : 1;
-    if (n > 0 && !args[a])
-      throw Error(ErrorKind::Value, "kmr: argument " + std::to_string(a) + " is a null pointer");
+    if (n > 0 && !args[a]) throw Error(ErrorKind::Value, "kmr: argument " + std::to_string(a) + " is a null pointer");
   }
   canonical->resize(formula.user_pos.size());
   for (std::size_t p = 0; p < canonical->size(); ++p) (*canonical)[p] = args[formula.user_pos[p]];
@@ -332,8 +339,8 @@ KernelRun Genred::Impl::kernel_run(const RunOptions& o, std::size_t nargs, std::
   }
   if (o.ranges) {
     if (o.nbatch > 1)
-      throw Error(ErrorKind::Value, "kmr: " + description +
-                                        ": block-sparse ranges are not supported with batch dimensions (as KeOps)");
+      throw Error(ErrorKind::Value,
+                  "kmr: " + description + ": block-sparse ranges are not supported with batch dimensions (as KeOps)");
     const BlockRanges& r = *o.ranges;
     const std::int64_t rows = axis == 1 ? nx : ny, reduced = axis == 1 ? ny : nx;
     if (axis == 1) {
@@ -362,13 +369,13 @@ KernelRun Genred::Impl::kernel_run(const RunOptions& o, std::size_t nargs, std::
   return kr;
 }
 
-void Genred::run(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
-                 void* out, std::int64_t* out_idx) const {
+void Genred::run(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny, void* out,
+                 std::int64_t* out_idx) const {
   run(dtype, args, nargs, nx, ny, out, RunOptions{}, out_idx);
 }
 
-void Genred::run(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
-                 void* out, const RunOptions& options, std::int64_t* out_idx) const {
+void Genred::run(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny, void* out,
+                 const RunOptions& options, std::int64_t* out_idx) const {
   const Impl& g = *impl_;
   std::vector<const void*> canonical;
   if (!g.check_call(args, nargs, nx, ny, out, out_idx, g.out_dim, g.out_idx_dim, &canonical)) return;
@@ -386,6 +393,7 @@ void Genred::run(DType dtype, const void* const* args, std::size_t nargs, std::i
   call.ranges = kr.ranges;
   call.slices = kr.slices;
   call.redranges = kr.redranges;
+  call.interrupt = options.interrupt;
   g.run_kernel(dtype, call);
 }
 
@@ -396,7 +404,7 @@ Genred::StateLayout Genred::state_layout(DType dtype) const {
 }
 
 void Genred::run_state(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
-                       void* acc, std::int64_t* idx, std::int64_t offset) const {
+                       void* acc, std::int64_t* idx, std::int64_t offset, const volatile int* interrupt) const {
   const Impl& g = *impl_;
   const StateLayout l = state_layout(dtype);
   if (offset < 0) throw Error(ErrorKind::Value, "kmr: the index offset of a partial state must be >= 0");
@@ -410,6 +418,7 @@ void Genred::run_state(DType dtype, const void* const* args, std::size_t nargs, 
   call.out_idx = idx;
   call.idx_offset = offset;
   call.mode = KMR_MODE_STATE;
+  call.interrupt = interrupt;
   g.run_kernel(dtype, call);
 }
 

@@ -8,7 +8,7 @@ namespace {
 int same(int d, int, long long) { return d; }
 int none(int, int, long long) { return 0; }
 int k_times(int d, int, long long k) { return static_cast<int>(k) * d; }
-int weights_or_one(int, int d2, long long) { return d2 > 0 ? d2 : 1; }
+int weights_or_same(int d, int d2, long long) { return d2 > 0 ? d2 : d; }
 int weights(int, int d2, long long) { return d2; }
 
 }  // namespace
@@ -25,7 +25,7 @@ const std::vector<ReductionInfo>& all_reductions() {
       {"KMin", "KMinReduction", true, false, false, false, k_times, none},
       {"ArgKMin", "ArgKMinReduction", true, false, false, false, none, k_times},
       {"KMin_ArgKMin", "KMin_ArgKMinReduction", true, false, false, false, k_times, k_times},
-      {"LogSumExp", "LogSumExpReduction", false, true, true, true, weights_or_one, none},
+      {"LogSumExp", "LogSumExpReduction", false, true, true, true, weights_or_same, none},
       {"SumSoftMaxWeight", "SumSoftMaxWeightReduction", false, true, false, true, weights, none},
   };
   return table;

@@ -12,7 +12,8 @@ struct ReductionInfo {
   bool needs_k;          // KMin family: opt_arg K
   bool weighted;         // formula2 is concatenated to the formula: f = slot 0, weights = the rest
   bool weights_optional; // LogSumExp: formula2 may be absent
-  bool scalar_formula;   // the formula must have dim 1 (LogSumExp, SumSoftMaxWeight)
+  bool per_coordinate;   // LogSumExp, SumSoftMaxWeight: a formula of dim D > 1 is reduced coordinate by
+                         // coordinate (formula2, when given, must then have dim D too)
   int (*out_dim)(int dimf, int dim2, long long k);      // values per output row
   int (*out_idx_dim)(int dimf, int dim2, long long k);  // int64 indices per output row
 };

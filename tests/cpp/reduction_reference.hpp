@@ -83,6 +83,20 @@ inline Expected naive_reduce(const std::string& name, const std::vector<double>&
       for (double x : v) put(x, 0);
     if (name != "KMin")
       for (double x : ix) put(x, 0);
+  } else if ((name == "LogSumExp" && DIMF > 1) || name == "LogSumExpWeightVec" || name == "SumSoftMaxWeightVec") {
+    // coordinate by coordinate: the scalar reference on column c (with its weights, column D + c)
+    const bool weighted = name != "LogSumExp";
+    const int D = weighted ? DIMF / 2 : DIMF;
+    const std::string scalar = weighted ? name.substr(0, name.size() - 3) : name;
+    for (int c = 0; c < D; ++c) {
+      std::vector<double> col;
+      for (int64_t j = 0; j < M; ++j) {
+        col.push_back(at(j, c));
+        if (weighted) col.push_back(at(j, D + c));
+      }
+      const Expected ec = naive_reduce(scalar, col, M, weighted ? 2 : 1, K);
+      put(ec.val[0], ec.scale[0]);
+    }
   } else if (name == "LogSumExp" || name == "LogSumExpWeight" || name == "SumSoftMaxWeight") {
     const bool weighted = name != "LogSumExp";
     const int D = weighted ? DIMF - 1 : 1;

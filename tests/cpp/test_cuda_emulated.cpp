@@ -258,6 +258,11 @@ TEST(CudaEmulated, LogSumExpFamily) {
     check<Scal, kmr::LogSumExpReduction, double>(c, "LogSumExp", 1e-12);
     check<kmr::Concat<Scal, Vec>, kmr::LogSumExpWeightReduction, double>(c, "LogSumExp weights", 1e-12);
     check<kmr::Concat<Scal, Vec>, kmr::SumSoftMaxWeightReduction, double>(c, "SumSoftMaxWeight", 1e-12);
+    // a vector formula, coordinate by coordinate
+    check<Vec, kmr::LogSumExpReduction, double>(c, "LogSumExp vector", 1e-12);
+    check<kmr::Concat<Vec, kmr::Exp<Vec>>, kmr::LogSumExpWeightVecReduction, double>(c, "LogSumExp weights vector",
+                                                                                     1e-12);
+    check<kmr::Concat<Vec, Vec>, kmr::SumSoftMaxWeightVecReduction, double>(c, "SumSoftMaxWeight vector", 1e-12);
   }
 }
 
@@ -268,6 +273,7 @@ TEST(CudaEmulated, StatesWithOffsets) {
     check<Gauss, kmr::SumReduction, double>(c, "Sum state", 1e-12, true, off);
     check<Vec, kmr::Min_ArgMinReduction, double>(c, "Min_ArgMin state", kSelect, true, off);
     check<Scal, kmr::LogSumExpReduction, double>(c, "LogSumExp state", 1e-12, true, off);
+    check<Vec, kmr::LogSumExpReduction, double>(c, "LogSumExp vector state", 1e-12, true, off);
     check<kmr::Concat<Scal, Vec>, kmr::SumSoftMaxWeightReduction, double>(c, "SumSoftMaxWeight state", 1e-12, true,
                                                                           off);
     if (c.k >= 1 && c.k <= c.ny) check<SqD, kmr::KMin_ArgKMinReduction, double>(c, "KMin_ArgKMin state", kSelect, true, off);

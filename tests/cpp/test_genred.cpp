@@ -146,8 +146,12 @@ TEST(GenredErrors, BadInputThrowsKmrError) {
   EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "Summ", 1), kmr::Error);                // reduction
   EXPECT_THROW(kmr::Genred("X+Y", {"X = Vi(3)", "Y = Vj(2)"}, "Sum", 1), kmr::Error);  // dims
   EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "KMin", 1), kmr::Error);                // K missing
-  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "LogSumExp", 1), kmr::Error);           // not scalar
   kmr::GenredOptions opt;
+  opt.formula2 = "Y";  // a vector LogSumExp works coordinate by coordinate: weights of another dim are refused
+  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)", "Y = Vj(2)"}, "LogSumExp", 1, opt), kmr::Error);
+  EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)", "Y = Vj(2)"}, "SumSoftMaxWeight", 1, opt), kmr::Error);
+  EXPECT_EQ(kmr::Genred("X", {"X = Vi(3)"}, "LogSumExp", 1).out_dim(), 3);
+  opt = {};
   opt.formula2 = "X";
   EXPECT_THROW(kmr::Genred("X", {"X = Vi(3)"}, "Sum", 1, opt), kmr::Error);  // formula2 on Sum
   opt = {};
@@ -314,6 +318,29 @@ TEST(GenredPackReducers, EdgeCasesEveryIsa) {
     }
   }
   kmr::cpu::set_isa_cap(-1);
+}
+
+// RunOptions::interrupt: a set flag stops the run with Error(Interrupted); the routine then runs again.
+TEST_F(GenredTest, InterruptThrowsInterruptedAndTheRoutineStaysUsable) {
+  kmr::Genred conv("Exp(-G*SqDist(X,Y))*B", {"G = Pm(1)", "X = Vi(3)", "Y = Vj(3)", "B = Vj(2)"}, "Sum", 1);
+  const int nx = 40, ny = 70;
+  const double g = 0.5;
+  const auto x = random_vec<double>(nx * 3, rng_), y = random_vec<double>(ny * 3, rng_),
+             b = random_vec<double>(ny * 2, rng_);
+  const void* args[4] = {&g, x.data(), y.data(), b.data()};
+  std::vector<double> out(nx * 2);
+  volatile int flag = 1;
+  kmr::RunOptions o;
+  o.interrupt = &flag;
+  try {
+    conv.run(kmr::DType::Float64, args, 4, nx, ny, out.data(), o);
+    FAIL() << "no exception";
+  } catch (const kmr::Error& e) {
+    EXPECT_EQ(e.kind(), kmr::ErrorKind::Interrupted) << e.what();
+  }
+  flag = 0;
+  conv.run(kmr::DType::Float64, args, 4, nx, ny, out.data(), o);
+  EXPECT_LT(max_rel_err(naive_gauss(g, x, y, b, 3, 2), out.data()), kTolF64);
 }
 
 // RunOptions: batches (one argument shared) and block-sparse ranges through the C++ API, against naive_gauss

@@ -20,9 +20,9 @@ namespace {
 enum class Data { Uniform, Ties, Wide };
 
 // M rows of DIMF values. Ties: a few integers. Wide: LSE-friendly [-30, 30].
-// Weighted LSE/softmax (WEIGHTS): slots 1.. are positive weights.
+// Weighted LSE/softmax (WEIGHTS): slots wfrom.. are positive weights (1.., or D.. for the *Vec ones).
 template <class T>
-std::vector<T> make_data(uint64_t seed, int64_t M, int DIMF, Data kind, bool weights) {
+std::vector<T> make_data(uint64_t seed, int64_t M, int DIMF, Data kind, bool weights, int wfrom = 1) {
   std::mt19937_64 g(seed);
   std::uniform_real_distribution<double> u(-1, 1), w(0.1, 2);
   std::uniform_int_distribution<int> t(-2, 2);
@@ -30,7 +30,7 @@ std::vector<T> make_data(uint64_t seed, int64_t M, int DIMF, Data kind, bool wei
   for (int64_t j = 0; j < M; ++j)
     for (int d = 0; d < DIMF; ++d) {
       double x = kind == Data::Ties ? t(g) : kind == Data::Wide ? 30 * u(g) : u(g);
-      if (weights && d > 0) x = w(g);
+      if (weights && d >= wfrom) x = w(g);
       f[size_t(j * DIMF + d)] = T(x);
     }
   return f;
@@ -81,11 +81,12 @@ template <template <class, int> class R, class TA, class T, int DIMF>
 void check_naive(uint64_t seed, int64_t M, int K, Data kind) {
   using Red = R<TA, DIMF>;
   const std::string name = Red::NAME;
-  const bool weights = name == "LogSumExpWeight" || name == "SumSoftMaxWeight";
+  const bool vec = name == "LogSumExpWeightVec" || name == "SumSoftMaxWeightVec";
+  const bool weights = name == "LogSumExpWeight" || name == "SumSoftMaxWeight" || vec;
   SCOPED_TRACE(name + " DIMF=" + std::to_string(DIMF) + " M=" + std::to_string(M) + " K=" + std::to_string(K) +
                " TA=" + (sizeof(TA) == 4 ? "f32" : "f64") + " T=" + (sizeof(T) == 4 ? "f32" : "f64") +
                " data=" + std::to_string(int(kind)) + " seed=" + std::to_string(seed));
-  const auto f = make_data<T>(seed, M, DIMF, kind, weights);
+  const auto f = make_data<T>(seed, M, DIMF, kind, weights, vec ? DIMF / 2 : 1);
   const Expected e = naive_reduce(name, to_double(f), M, DIMF, K);
   Red red{K};
   ASSERT_EQ(size_t(red.out_dim() + red.out_idx_dim()), e.val.size());
@@ -125,6 +126,11 @@ void check_all(uint64_t seed, int64_t M, int K, Data kind) {
   check_naive<LogSumExpWeightReduction, TA, T, 4>(seed, M, K, kind);
   check_naive<SumSoftMaxWeightReduction, TA, T, 2>(seed, M, K, kind);
   check_naive<SumSoftMaxWeightReduction, TA, T, 4>(seed, M, K, kind);
+  check_naive<LogSumExpReduction, TA, T, 3>(seed, M, K, kind);  // coordinate by coordinate
+  check_naive<LogSumExpWeightVecReduction, TA, T, 2>(seed, M, K, kind);
+  check_naive<LogSumExpWeightVecReduction, TA, T, 6>(seed, M, K, kind);
+  check_naive<SumSoftMaxWeightVecReduction, TA, T, 2>(seed, M, K, kind);
+  check_naive<SumSoftMaxWeightVecReduction, TA, T, 6>(seed, M, K, kind);
 }
 
 template <class TA, class T>
@@ -325,4 +331,56 @@ TEST(Reductions, EmptyInput) {
   EXPECT_EQ((reduce_seq<kmr::LogSumExpReduction<float, 1>, float>({0}, none, 0, 1)[0]), -float(inf()));
   EXPECT_EQ((reduce_seq<kmr::LogSumExpWeightReduction<float, 2>, float>({0}, none, 0, 2)[0]), -float(inf()));
   EXPECT_TRUE(std::isnan(reduce_seq<kmr::SumSoftMaxWeightReduction<float, 2>, float>({0}, none, 0, 2)[0]));
+}
+
+// LogSumExp of a vector formula and the coordinate-wise weighted ones (issue 10, section 7): each
+// coordinate is the scalar reduction of its column (exactly, bit for bit), with its own running max;
+// a column of -inf (or ny = 0) gives -inf (SoftMax: NaN), never NaN for LogSumExp; the state is one
+// [m, sums] block per coordinate.
+TEST(Reductions, LogSumExpCoordinateWise) {
+  const double ninf = -inf();
+  // 3 coordinates over 4 rows j: mixed, all -inf, huge values (their maxima differ by 1e3).
+  const std::vector<double> f = {0.5, ninf, 1000.0, -2.0, ninf, 999.0, 3.0, ninf, -1000.0, ninf, ninf, 998.0};
+  const auto v = reduce_split<kmr::LogSumExpReduction<double, 3>, double>({0}, f, 4, 3, 5);
+  const auto s = reduce_seq<kmr::LogSumExpReduction<double, 3>, double>({0}, f, 4, 3);
+  ASSERT_EQ(v.size(), 3u);
+  for (int c = 0; c < 3; ++c) {
+    std::vector<double> col;
+    for (int j = 0; j < 4; ++j) col.push_back(f[size_t(j * 3 + c)]);
+    EXPECT_EQ(s[size_t(c)], lse_of<double>(col)) << "coordinate " << c;  // the scalar reduction, bit for bit
+  }
+  EXPECT_NEAR(v[0], std::log(std::exp(0.5) + std::exp(-2.0) + std::exp(3.0)), 1e-14);
+  EXPECT_EQ(v[1], ninf);
+  EXPECT_NEAR(v[2], 1000.0 + std::log(1 + std::exp(-1.0) + std::exp(-2.0)), 1e-12);
+  EXPECT_EQ((reduce_seq<kmr::LogSumExpReduction<float, 2>, float, float>({0}, {}, 0, 2)),
+            (std::vector<float>{-float(inf()), -float(inf())}));
+  // State layout and sizes.
+  kmr::LogSumExpReduction<double, 3> r{0};
+  EXPECT_EQ(r.acc_dim(), 6);
+  EXPECT_EQ(r.out_dim(), 3);
+  EXPECT_EQ((kmr::LogSumExpReduction<float, 1>{0}.acc_dim()), 2);
+  EXPECT_EQ((kmr::LogSumExpWeightVecReduction<float, 6>{0}.acc_dim()), 6);
+  EXPECT_EQ((kmr::LogSumExpWeightVecReduction<float, 6>{0}.out_dim()), 3);
+  EXPECT_EQ((kmr::SumSoftMaxWeightVecReduction<float, 6>{0}.acc_dim()), 9);
+  EXPECT_EQ((kmr::SumSoftMaxWeightVecReduction<float, 6>{0}.out_dim()), 3);
+  EXPECT_STREQ((kmr::SumSoftMaxWeightVecReduction<float, 2>::NAME), "SumSoftMaxWeightVec");
+  std::vector<double> acc(6);
+  r.init(acc.data(), nullptr);
+  r.accumulate(acc.data(), nullptr, f.data(), 0);
+  EXPECT_EQ(acc, (std::vector<double>{0.5, 1.0, ninf, 0.0, 1000.0, 1.0}));
+  // Coordinate-wise weights (Concat(f, g), f and g of dim 2): coordinate c is the scalar weighted one of
+  // (f[c], g[c]); a column of -inf gives -inf (weighted LogSumExp) and NaN (SoftMax, 0/0).
+  const std::vector<double> fw = {1.0, ninf, 2.0, 5.0, 3.0, ninf, 0.5, 7.0};  // rows [f0, f1, g0, g1]
+  const auto lw = reduce_split<kmr::LogSumExpWeightVecReduction<double, 4>, double>({0}, fw, 2, 4, 3);
+  EXPECT_NEAR(lw[0], std::log(2.0 * std::exp(1.0) + 0.5 * std::exp(3.0)), 1e-14);
+  EXPECT_EQ(lw[1], ninf);
+  const auto sw = reduce_split<kmr::SumSoftMaxWeightVecReduction<double, 4>, double>({0}, fw, 2, 4, 3);
+  EXPECT_NEAR(sw[0], (2.0 * std::exp(1.0) + 0.5 * std::exp(3.0)) / (std::exp(1.0) + std::exp(3.0)), 1e-14);
+  EXPECT_TRUE(std::isnan(sw[1]));
+  // D = 1: the *Vec reductions are the scalar weighted ones.
+  const std::vector<double> f1 = {0.3, 2.0, -1.0, 0.5, 2.0, 4.0};
+  EXPECT_EQ((reduce_seq<kmr::LogSumExpWeightVecReduction<double, 2>, double>({0}, f1, 3, 2)),
+            (reduce_seq<kmr::LogSumExpWeightReduction<double, 2>, double>({0}, f1, 3, 2)));
+  EXPECT_EQ((reduce_seq<kmr::SumSoftMaxWeightVecReduction<double, 2>, double>({0}, f1, 3, 2)),
+            (reduce_seq<kmr::SumSoftMaxWeightReduction<double, 2>, double>({0}, f1, 3, 2)));
 }

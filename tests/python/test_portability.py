@@ -22,10 +22,11 @@ POSIX_FILES = {
     "src/cuda/driver_api.cpp": "dlopen of libcuda",
     "src/cuda/nvrtc.cpp": "dlopen of libnvrtc, opendir of the wheel's folder",
     "src/cpu/thread_pool.cpp": "pthread_atfork, sched affinity (under #if __unix__/__APPLE__)",
+    "python/src/interrupt.cpp": "sigaction around CPU runs, for Ctrl-C (under #if __unix__/__APPLE__)",
 }
 POSIX = re.compile(
     r"#include\s*<(unistd|dlfcn|spawn|pwd|dirent|fcntl|pthread|sched|sys/[a-z_]+)\.h>"
-    r"|\b(fork|vfork|mmap|munmap|dlopen|dlsym|dladdr|pipe2?|posix_spawnp?|flock|getpwuid_r|waitpid)\s*\("
+    r"|\b(fork|vfork|mmap|munmap|dlopen|dlsym|dladdr|pipe2?|posix_spawnp?|flock|getpwuid_r|waitpid|sigaction)\s*\("
 )
 
 

@@ -119,3 +119,28 @@ def test_near_duplicates_are_never_negative():
     mins = Genred("SqDist(X,Y)", [f"X = Vi({d})", f"Y = Vj({d})"], reduction_op="Min", axis=1)(x, y)
     assert (mins >= 0).all()
     assert mins.max().item() <= 8 * 6e-8 * 2 * float((x.double() ** 2).sum(1).max())
+
+
+def test_offset_cloud_is_as_accurate_as_at_the_origin():
+    """The expansion is taken around the mean of the y_j: a cloud 1000 away from the origin (|x|^2 = 3e7 in
+    float32, where the plain expansion |x|^2 + |y|^2 - 2 <x, y> would be off by about 4 for distances of
+    about 0.7) gives the same accuracy as the cloud at the origin. Batches get their own centers."""
+    print(f"seed {SEED}")
+    d, n, m = 32, 203, 1031
+    x, y, b = (
+        points(n, d, torch.float32, SEED),
+        points(m, d, torch.float32, SEED + 1),
+        points(m, 1, torch.float32, 7),
+    )
+    routine = Genred("Exp(-SqDist(X,Y))*B", [f"X = Vi({d})", f"Y = Vj({d})", "B = Vj(1)"], axis=1)
+    for shift in (0.0, 1000.0, -1000.0):
+        xs, ys = x + shift, y + shift
+        ref = torch.exp(-d2(xs, ys)) @ b.double()
+        torch.testing.assert_close(
+            routine(xs, ys, b).double(), ref, **TOL[torch.float32], msg=f"shift {shift}"
+        )
+    # Two batches 2000 apart: one center for both would leave each 1000 from it.
+    xb = torch.stack([x + 1000.0, x - 1000.0])
+    yb = torch.stack([y + 1000.0, y - 1000.0])
+    ref = torch.exp(-d2(xb, yb)) @ b.double()
+    torch.testing.assert_close(routine(xb, yb, b).double(), ref, **TOL[torch.float32])

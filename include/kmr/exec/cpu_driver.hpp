@@ -37,21 +37,21 @@ namespace kmr {
 
 // SCHEME_BLOCK: each block of 256 values of j is reduced into a fresh
 // accumulator, merged into a super-block accumulator (64 blocks), itself merged
-// into the row's one: three short sums instead of one long one. A float32 Sum
-// of 1e6 random values stays within ~3e-7 relative (two levels: ~2e-6, direct:
-// ~3e-5); of 1e6 times 0.1, within ~4e-6 (direct: 1e-2). Beyond that, use
-// SumKahanReduction or a float64 accumulator.
-// Within a block, each lane of a pack sums its own j, and the block's value
-// is the sum of the lanes. SCHEME_DIRECT keeps the lane sums over the whole
-// range of j and adds them to the row's accumulator at the end. Kahan
-// summation is its own reduction (SumKahanReduction).
+// into the row's one: three short sums instead of one long one. The Sum's pack
+// reducer goes further (pack_reduce.hpp, PackSum): each lane gathers the rounding
+// error of its additions and adds its block sums in double, so that a float32 Sum
+// is rounded about once: 2e4 x 0.1 is correctly rounded, 1e6 values within 2e-7.
+// SCHEME_DIRECT keeps the lane sums over the whole range of j (with their error
+// terms: 1e6 x 0.1 within 1e-5) and adds them to the row's accumulator at the end.
+// Kahan summation of the other reductions is its own reduction (SumKahanReduction).
 enum SumScheme : int { SCHEME_DIRECT = 0, SCHEME_BLOCK = 1 };
 
-// Return codes of run_cpu.
+// Return codes of run_cpu (kernel_abi.h).
 enum CpuKernelStatus : int {
-  KERNEL_OK = 0,
-  KERNEL_BAD_CALL = 1,  // null pointers, ABI version, negative sizes, bad k
-  KERNEL_FAILED = 2,    // out of memory or an exception inside a task
+  KERNEL_OK = KMR_KERNEL_OK,
+  KERNEL_BAD_CALL = KMR_KERNEL_BAD_CALL,
+  KERNEL_FAILED = KMR_KERNEL_FAILED,
+  KERNEL_INTERRUPTED = KMR_KERNEL_INTERRUPTED,
 };
 
 namespace cpu_detail {
@@ -138,6 +138,8 @@ struct CpuRun {
   static constexpr bool BLOCK = SCHEME == SCHEME_BLOCK;
   // Sum-like states see block_end after each block of j under SCHEME_BLOCK.
   static constexpr bool BLOCK_ENDS = PR::SUM_LIKE && BLOCK;
+  // Reducers that sum short runs of packs first (PackSum) see run_end after each run.
+  static constexpr int RUN_PACKS = RunPacks<PR>::value;
   // States live over the task's whole range of j (else: one super-block).
   static constexpr bool RANGE_STATES = PR::LEVEL == FLUSH_RANGE || (PR::SUM_LIKE && !BLOCK);
 
@@ -163,12 +165,15 @@ struct CpuRun {
   int64_t ytbatch;  // values of yt per batch (0: the j-variables do not depend on the batch)
   int64_t acc_dim, idx_dim, out_dim, out_idx_dim;
   int64_t rows_per_tile, jchunks, j_per_chunk, chunk_rows, tile_j;
-  const T* yt;          // j-variables transposed: component c of row j at yt[c * ystride + j], zero padded
-  const T* yn;          // TILED SqDist: |y_j|^2 at yn[j] (per batch: + b * ystride when ytbatch > 0)
-  int64_t ystride;      // a multiple of LN
-  TA* part_acc;         // [jchunks][nx][acc_dim] when jchunks > 1
-  long long* part_idx;  // [jchunks][nx][idx_dim]
-  std::atomic<int> failed{0};
+  const T* yt;                    // j-variables transposed: component c of row j at yt[c * ystride + j], zero padded
+  const T* yn;                    // TILED SqDist: |y_j - cen|^2 at yn[j] (per batch: + b * ystride when ytbatch > 0)
+  const T* cen;                   // TILED SqDist: the mean of the y_j, subtracted from x and y (per batch: + b * Tm::D)
+  int64_t ystride;                // a multiple of LN
+  TA* part_acc;                   // [jchunks][nx][acc_dim] when jchunks > 1
+  long long* part_idx;            // [jchunks][nx][idx_dim]
+  const volatile int* interrupt;  // call->interrupt: read once per tile of j (a load per tens of thousands of pairs)
+  std::atomic<int> failed{0};     // a CpuKernelStatus: the first task to fail stops the others
+  struct Interrupted {};
 
   // Row i's accumulator is complete: writes it finalized, or as a state (indices made global either way).
   void emit(int64_t i, TA* a, long long* ix) const {
@@ -234,9 +239,15 @@ struct CpuRun {
     for (int64_t jb = t0; jb < t1; jb += BLOCK_J) {
       const int64_t jb1 = jb + BLOCK_J < t1 ? jb + BLOCK_J : t1;
       P jrel = P::iota(T(jb - sb));
+      int run = 0;
       for (int64_t j = jb; j < jb1; j += LN) {
         step<GG>(pr, ytb, st, iv, pv, j, jrel, jb1 - j < LN ? int(jb1 - j) : LN, tl, t0);
         jrel += P(T(LN));
+        if constexpr (RUN_PACKS > 0)
+          if (++run == RUN_PACKS) {
+            run = 0;
+            for (int r = 0; r < GG; ++r) pr.run_end(st[r]);
+          }
       }
       if constexpr (BLOCK_ENDS)
         for (int r = 0; r < GG; ++r) pr.block_end(st[r]);
@@ -251,7 +262,9 @@ struct CpuRun {
     std::vector<const T*> xr;  // each row's i-variable of the term (rows past the chunk repeat its last)
     std::vector<T> xn;         // |x_r|^2 (SqDist)
     std::vector<T> panel;      // one column block of the term's j-variable (tile_gemm.hpp)
-    const T* yn = nullptr;     // |y_j|^2 of this batch (SqDist)
+    std::vector<T> xc;         // the rows' x - cen (SqDist), D values per row
+    const T* yn = nullptr;     // |y_j - cen|^2 of this batch (SqDist)
+    const T* cen = nullptr;    // this batch's center (SqDist)
   };
 
   void reduce_interval(const PR& pr, const T* const* a, const T* ytb, const P* pv, int64_t c0, int64_t nr, int64_t ng,
@@ -264,11 +277,12 @@ struct CpuRun {
       if constexpr (!RANGE_STATES)
         for (int64_t r = 0; r < ng; ++r) pr.init(states[r], rows[r]);
       for (int64_t t0 = sb; t0 < sb1; t0 += tile_j) {
+        if (interrupt && *interrupt) throw Interrupted{};
         const int64_t t1 = t0 + tile_j < sb1 ? t0 + tile_j : sb1;
         const T* tl = nullptr;
         if constexpr (TILED) {
-          tile::fill<P, Tm>(ts->xr.data(), ts->xn.data(), ng, ytb + L::J.off[Tm::pj] * ystride, ystride, ts->yn, t0, t1,
-                            ts->buf.data(), tile_j, ts->panel.data());
+          tile::fill<P, Tm>(ts->xr.data(), ts->xn.data(), ng, ytb + L::J.off[Tm::pj] * ystride, ystride, ts->yn,
+                            ts->cen, t0, t1, ts->buf.data(), tile_j, ts->panel.data());
           tl = ts->buf.data();
         }
         for (int64_t r = 0; r < nr; r += G)
@@ -311,6 +325,8 @@ struct CpuRun {
       ts.xn.resize(std::size_t(RG));
       ts.panel.resize(std::size_t(Tm::D < tile::TILE_KC ? Tm::D : tile::TILE_KC) * tile::MICRO_PACKS * LN);
       ts.yn = yn ? yn + (ytbatch > 0 ? seg.b * ystride : 0) : nullptr;
+      ts.cen = cen ? cen + (ytbatch > 0 ? seg.b * Tm::D : 0) : nullptr;
+      if (ts.cen) ts.xc.resize(std::size_t(RG * Tm::D));
     }
     P pv[L::NPC1];
     for (int q = 0; q < L::P.n; ++q) {
@@ -326,6 +342,11 @@ struct CpuRun {
         for (int64_t r = 0; r < ng; ++r) {
           const int64_t ir = c0 + (r < nr ? r : nr - 1);
           ts.xr[r] = a[Tm::pi] + ir * Tm::D;
+          if (ts.cen) {  // SqDist: x - cen
+            T* xc = ts.xc.data() + r * Tm::D;
+            for (int c = 0; c < Tm::D; ++c) xc[c] = ts.xr[r][c] - ts.cen[c];
+            ts.xr[r] = xc;
+          }
           ts.xn[r] = Tm::kind == tile::TILE_SQDIST ? tile::sqnorm<T, Tm::D>(ts.xr[r]) : T(0);
         }
       for (int64_t s = seg.s0; s < seg.s1; ++s) {
@@ -356,8 +377,10 @@ struct CpuRun {
     if (self->failed.load(std::memory_order_relaxed)) return;
     try {
       self->run_task(t);
+    } catch (const Interrupted&) {
+      self->failed.store(KERNEL_INTERRUPTED);
     } catch (...) {
-      self->failed.store(1);
+      self->failed.store(KERNEL_FAILED);
     }
   }
 };
@@ -461,6 +484,7 @@ int run_cpu_impl(const kmr_kernel_call* call) {
   run.idx_offset = call->idx_offset;
   run.out = static_cast<T*>(call->out);
   run.out_idx = reinterpret_cast<long long*>(call->out_idx);
+  run.interrupt = call->interrupt;
   const int64_t nvals = run.state_mode ? run.acc_dim : run.out_dim;
   const int64_t nidx = run.state_mode ? run.idx_dim : run.out_idx_dim;
   if ((nvals > 0 && !run.out) || (nidx > 0 && !run.out_idx)) return KERNEL_BAD_CALL;
@@ -577,18 +601,32 @@ int run_cpu_impl(const kmr_kernel_call* call) {
     } else {
       run.yt = nullptr;
     }
-    std::vector<T> ynbuf;  // TILED SqDist: |y_j|^2, one padded row per batch of yt
+    // TILED SqDist: the center (mean of the y_j, in double) and |y_j - cen|^2, one padded row per batch of yt.
+    // SqDist(x, y) = |x - cen|^2 + |y - cen|^2 - 2 <x - cen, y - cen> for any cen: around the mean, the
+    // norms, and so the rounding error of the expansion, are those of the data's spread, not of its offset.
+    std::vector<T> ynbuf, cenbuf;
     run.yn = nullptr;
+    run.cen = nullptr;
     if constexpr (Run::TILED && Run::Tm::kind == tile::TILE_SQDIST) {
       if (run.yt) {
+        constexpr int D = Run::Tm::D;
         ynbuf.assign(std::size_t(nyt * run.ystride + PAD), T(0));  // + PAD: as yt's
+        cenbuf.assign(std::size_t(nyt * D), T(0));
         for (int64_t b = 0; b < nyt; ++b) {
           const T* y0 = run.yt + b * run.ytbatch + L::J.off[Run::Tm::pj] * run.ystride;
+          T* cen = cenbuf.data() + b * D;
           T* dst = ynbuf.data() + b * run.ystride;
-          for (int c = 0; c < Run::Tm::D; ++c)
-            for (int64_t j = 0; j < run.ystride; ++j) dst[j] += y0[c * run.ystride + j] * y0[c * run.ystride + j];
+          for (int c = 0; c < D; ++c) {
+            const T* yc = y0 + c * run.ystride;
+            double m = 0.0;
+            for (int64_t j = 0; j < run.ny; ++j) m += double(yc[j]);
+            cen[c] = T(m / double(run.ny));
+            if (!(cen[c] - cen[c] == T(0))) cen[c] = T(0);  // inf or NaN data: no centering
+            for (int64_t j = 0; j < run.ny; ++j) dst[j] += (yc[j] - cen[c]) * (yc[j] - cen[c]);
+          }
         }
         run.yn = ynbuf.data();
+        run.cen = cenbuf.data();
       }
     }
 
@@ -598,7 +636,7 @@ int run_cpu_impl(const kmr_kernel_call* call) {
     } else {
       for (int64_t t = 0; t < ntasks; ++t) Run::task(&run, t);
     }
-    if (run.failed.load()) return KERNEL_FAILED;
+    if (const int status = run.failed.load()) return status;
 
     if (run.jchunks > 1) {  // merge the chunks of each row in chunk order (deterministic)
       for (int64_t i = 0; i < run.nx; ++i) {

@@ -9,7 +9,7 @@
 extern "C" {
 #endif
 
-#define KMR_KERNEL_ABI_VERSION 2
+#define KMR_KERNEL_ABI_VERSION 3
 
 /* What a call computes (kmr_kernel_call::mode). */
 #define KMR_MODE_FINAL 0       /* the finalized output: out [nx, out_dim] (T), out_idx [nx, out_idx_dim] */
@@ -46,9 +46,18 @@ typedef struct kmr_kernel_call {
   int64_t nstates;                 /* MERGE*: number of input states (>= 1) */
   const void* const* state_acc;    /* MERGE*: nstates arrays [nx, acc_dim] of the accumulator type */
   const int64_t* const* state_idx; /* MERGE*: nstates arrays [nx, idx_dim] (may be null when idx_dim = 0) */
+  /* ABI 3: a flag that a signal handler may set (sig_atomic_t, an int): once it is nonzero, the kernel
+     stops within one tile of work and returns KMR_KERNEL_INTERRUPTED (null: never) */
+  const volatile int* interrupt;
 } kmr_kernel_call;
 
-/* Returns 0 on success. */
+/* Return codes of a kernel. */
+#define KMR_KERNEL_OK 0
+#define KMR_KERNEL_BAD_CALL 1   /* null pointers, ABI version, negative sizes, bad k */
+#define KMR_KERNEL_FAILED 2     /* out of memory or an exception inside a task */
+#define KMR_KERNEL_INTERRUPTED 3 /* *interrupt became nonzero: the outputs are incomplete */
+
+/* Returns KMR_KERNEL_OK (0) on success, else another KMR_KERNEL_* code. */
 typedef int (*kmr_kernel_fn)(const kmr_kernel_call* call);
 
 #ifdef __cplusplus

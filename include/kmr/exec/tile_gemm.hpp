@@ -9,12 +9,13 @@
 // copied to a contiguous panel, TILE_KC coordinates at a time, that stays in L1
 // while all the rows pass.
 //
-// SqDist uses the expansion |x|^2 + |y|^2 - 2 <x, y>, with the norms computed
-// once per row and per j. Its rounding error is about eps (|x|^2 + |y|^2), not
-// eps |x - y|^2: for points much closer than their norms, the relative error of
-// SqDist is about eps / (|x - y| / |x|)^2 (docs/internals.md, "Inner-product
-// tiles"). A negative result of the cancellation is set to 0 (a SqDist is never
-// negative); NaN stays NaN.
+// SqDist uses the expansion |x|^2 + |y|^2 - 2 <x, y> of x - c and y - c (the
+// driver subtracts the mean c of the y_j from the rows and, through `cen`, from
+// each panel), with the norms computed once per row and per j. Its rounding
+// error is about eps (|x - c|^2 + |y - c|^2), not eps |x - y|^2: for points much
+// closer than the cloud's spread, the relative error of SqDist grows
+// (docs/internals.md, "Inner-product tiles"). A negative result of the
+// cancellation is set to 0 (a SqDist is never negative); NaN stays NaN.
 #pragma once
 #include <cstdint>
 
@@ -90,24 +91,23 @@ KMR_INLINE void row_blocks(const typename P::value_type* const* xr, const typena
                                                        ostride);
 }
 
-// out[r * ostride + (j - j0)] for r < nrows and j in [j0, j1) rounded up to whole packs:
-// the term Tm of rows xr[r] (D values each; xn[r] = |x_r|^2 for SqDist) and of the j-values
-// in yt (component c of j at yt[c * ystride + j], readable up to j1 rounded up; yn[j] = |y_j|^2).
-// panel: scratch of TILE_KC * MICRO_PACKS * LN values, where each column block's y is copied contiguously,
-// TILE_KC coordinates at a time (read in order by every register block of rows: one stream instead of
-// rows ystride apart; it costs 1/nrows of the FMAs and measured the same or faster).
 // One pass of NC coordinates from c0 over the column block at j (np packs): packs the panel, then the rows.
 template <class P, int KIND, int NC, bool FIRST, bool LAST>
 KMR_INLINE void pass(const typename P::value_type* const* xr, const typename P::value_type* xn, int64_t nrows, int c0,
                      const typename P::value_type* yt, int64_t ystride, int64_t j, int np,
-                     const typename P::value_type* ynj, typename P::value_type* o, int64_t ostride,
-                     typename P::value_type* panel) {
+                     const typename P::value_type* ynj, const typename P::value_type* cen, typename P::value_type* o,
+                     int64_t ostride, typename P::value_type* panel) {
   constexpr int LN = P::size, CB = MICRO_PACKS;
   const int64_t w = int64_t(np) * LN;
   for (int c = 0; c < NC; ++c) {
     const typename P::value_type* src = yt + (c0 + c) * ystride + j;
     typename P::value_type* dst = panel + c * w;
-    for (int64_t k = 0; k < w; ++k) dst[k] = src[k];
+    if (cen) {
+      const typename P::value_type m = cen[c0 + c];
+      for (int64_t k = 0; k < w; ++k) dst[k] = src[k] - m;
+    } else {
+      for (int64_t k = 0; k < w; ++k) dst[k] = src[k];
+    }
   }
   if (np == CB) {
     row_blocks<P, KIND, NC, FIRST, LAST, CB>(xr, xn, nrows, c0, panel, w, ynj, o, ostride);
@@ -120,15 +120,17 @@ KMR_INLINE void pass(const typename P::value_type* const* xr, const typename P::
 
 // out[r * ostride + (j - j0)] for r < nrows and j in [j0, j1) rounded up to whole packs:
 // the term Tm of rows xr[r] (D values each; xn[r] = |x_r|^2 for SqDist) and of the j-values
-// in yt (component c of j at yt[c * ystride + j], readable up to j1 rounded up; yn[j] = |y_j|^2).
+// in yt (component c of j at yt[c * ystride + j], readable up to j1 rounded up; yn[j] = |y_j|^2),
+// where cen (null for a scalar product) is subtracted from yt's values, as the caller did from the rows.
 // panel: scratch of min(D, TILE_KC) * MICRO_PACKS * LN values, where each column block's y is copied
 // contiguously, TILE_KC coordinates at a time (read in order by every register block of rows: one stream
 // instead of rows ystride apart; it costs 1/nrows of the FMAs and measured the same or faster). Pass
 // sizes are compile-time constants: a runtime trip count cost a quarter of the speed at D <= 256.
 template <class P, class Tm>
 void fill(const typename P::value_type* const* xr, const typename P::value_type* xn, int64_t nrows,
-          const typename P::value_type* yt, int64_t ystride, const typename P::value_type* yn, int64_t j0, int64_t j1,
-          typename P::value_type* out, int64_t ostride, typename P::value_type* panel) {
+          const typename P::value_type* yt, int64_t ystride, const typename P::value_type* yn,
+          const typename P::value_type* cen, int64_t j0, int64_t j1, typename P::value_type* out, int64_t ostride,
+          typename P::value_type* panel) {
   constexpr int LN = P::size, CB = MICRO_PACKS, KC = TILE_KC;
   constexpr int K = Tm::kind, D = Tm::D;
   constexpr int FULL = D / KC, REST = D % KC;  // passes of KC coordinates, then one of REST
@@ -139,16 +141,17 @@ void fill(const typename P::value_type* const* xr, const typename P::value_type*
     const typename P::value_type* ynj = K == TILE_SQDIST ? yn + j : nullptr;
     typename P::value_type* o = out + q * LN;
     if constexpr (D <= KC) {
-      pass<P, K, D, true, true>(xr, xn, nrows, 0, yt, ystride, j, np, ynj, o, ostride, panel);
+      pass<P, K, D, true, true>(xr, xn, nrows, 0, yt, ystride, j, np, ynj, cen, o, ostride, panel);
     } else {
-      pass<P, K, KC, true, FULL == 1 && REST == 0>(xr, xn, nrows, 0, yt, ystride, j, np, ynj, o, ostride, panel);
+      pass<P, K, KC, true, FULL == 1 && REST == 0>(xr, xn, nrows, 0, yt, ystride, j, np, ynj, cen, o, ostride, panel);
       for (int b = 1; b + 1 < FULL; ++b)
-        pass<P, K, KC, false, false>(xr, xn, nrows, b * KC, yt, ystride, j, np, ynj, o, ostride, panel);
+        pass<P, K, KC, false, false>(xr, xn, nrows, b * KC, yt, ystride, j, np, ynj, cen, o, ostride, panel);
       if constexpr (FULL > 1)
-        pass<P, K, KC, false, REST == 0>(xr, xn, nrows, (FULL - 1) * KC, yt, ystride, j, np, ynj, o, ostride, panel);
+        pass<P, K, KC, false, REST == 0>(xr, xn, nrows, (FULL - 1) * KC, yt, ystride, j, np, ynj, cen, o, ostride,
+                                         panel);
       if constexpr (REST > 0)
-        pass<P, K, (REST > 0 ? REST : 1), false, true>(xr, xn, nrows, FULL * KC, yt, ystride, j, np, ynj, o, ostride,
-                                                       panel);
+        pass<P, K, (REST > 0 ? REST : 1), false, true>(xr, xn, nrows, FULL * KC, yt, ystride, j, np, ynj, cen, o,
+                                                       ostride, panel);
     }
   }
 }

@@ -1,5 +1,7 @@
 // Log-sum-exp family, streamed with a running max m and sums shifted by m:
-// acc = [m, s_0, s_1, ...] with s_k = sum_j exp(f_j - m) w_jk.
+// acc = [m, s_0, s_1, ...] with s_k = sum_j exp(f_j - m) w_jk. A formula of
+// dim D > 1 (LogSumExp, and the *Vec reductions: weights of dim D too) is
+// reduced coordinate by coordinate: one such block per coordinate.
 // f = -inf adds nothing (all -inf, or ny = 0, gives -inf, never NaN);
 // f = +inf gives +inf; NaN in f propagates to the output.
 #pragma once
@@ -52,28 +54,30 @@ KMR_HOST_DEVICE KMR_INLINE void lse_init(TA* acc, int n) {
 
 }  // namespace red
 
-// a_i = log sum_j exp(f_ij)   (DIMF = 1)
+// a_i[c] = log sum_j exp(f_ij[c]), coordinate by coordinate: acc = [m_c, s_c] for c = 0..DIMF-1
+// (DIMF = 1: the scalar LogSumExp, acc = [m, s]).
 template <class TA, int DIMF>
 struct LogSumExpReduction {
-  static_assert(DIMF == 1, "kmr: LogSumExp needs a formula of dimension 1");
   static constexpr const char* NAME = "LogSumExp";
   int k;
-  KMR_HOST_DEVICE int acc_dim() const { return 2; }
+  KMR_HOST_DEVICE int acc_dim() const { return 2 * DIMF; }
   KMR_HOST_DEVICE int idx_dim() const { return 0; }
-  KMR_HOST_DEVICE int out_dim() const { return 1; }
+  KMR_HOST_DEVICE int out_dim() const { return DIMF; }
   KMR_HOST_DEVICE int out_idx_dim() const { return 0; }
-  KMR_HOST_DEVICE void init(TA* acc, long long*) const { red::lse_init(acc, 1); }
+  KMR_HOST_DEVICE void init(TA* acc, long long*) const {
+    for (int c = 0; c < DIMF; ++c) red::lse_init(acc + 2 * c, 1);
+  }
   template <class T>
   KMR_HOST_DEVICE void accumulate(TA* acc, long long*, const T* f, long long) const {
     const TA one = TA(1);
-    red::lse_add(acc, 1, static_cast<TA>(f[0]), &one);
+    for (int c = 0; c < DIMF; ++c) red::lse_add(acc + 2 * c, 1, static_cast<TA>(f[c]), &one);
   }
   KMR_HOST_DEVICE void merge(TA* acc, long long*, const TA* acc2, const long long*) const {
-    red::lse_merge(acc, 1, acc2);
+    for (int c = 0; c < DIMF; ++c) red::lse_merge(acc + 2 * c, 1, acc2 + 2 * c);
   }
   template <class T>
   KMR_HOST_DEVICE void finalize(T* out, long long*, const TA* acc, const long long*) const {
-    out[0] = static_cast<T>(acc[0] + vlog(acc[1]));
+    for (int c = 0; c < DIMF; ++c) out[c] = static_cast<T>(acc[2 * c] + vlog(acc[2 * c + 1]));
   }
 };
 
@@ -130,6 +134,70 @@ struct SumSoftMaxWeightReduction {
   template <class T>
   KMR_HOST_DEVICE void finalize(T* out, long long*, const TA* acc, const long long*) const {
     for (int q = 0; q < D; ++q) out[q] = static_cast<T>(acc[2 + q] / acc[1]);
+  }
+};
+
+// a_i[c] = log sum_j exp(f_ij[c]) g_ij[c], coordinate by coordinate   (formula = Concat(f, g), f and g
+// of dim D, DIMF = 2 D, out D; acc = [m_c, s_c] for c = 0..D-1, as LogSumExp's)
+template <class TA, int DIMF>
+struct LogSumExpWeightVecReduction {
+  static_assert(DIMF >= 2 && DIMF % 2 == 0,
+                "kmr: coordinate-wise weighted LogSumExp needs Concat(F, F2), both of dim D");
+  static constexpr const char* NAME = "LogSumExpWeightVec";  // user: "LogSumExp" with formula2, dim F = dim F2 > 1
+  static constexpr int D = DIMF / 2;
+  int k;
+  KMR_HOST_DEVICE int acc_dim() const { return 2 * D; }
+  KMR_HOST_DEVICE int idx_dim() const { return 0; }
+  KMR_HOST_DEVICE int out_dim() const { return D; }
+  KMR_HOST_DEVICE int out_idx_dim() const { return 0; }
+  KMR_HOST_DEVICE void init(TA* acc, long long*) const {
+    for (int c = 0; c < D; ++c) red::lse_init(acc + 2 * c, 1);
+  }
+  template <class T>
+  KMR_HOST_DEVICE void accumulate(TA* acc, long long*, const T* f, long long) const {
+    for (int c = 0; c < D; ++c) {
+      const TA w = static_cast<TA>(f[D + c]);
+      red::lse_add(acc + 2 * c, 1, static_cast<TA>(f[c]), &w);
+    }
+  }
+  KMR_HOST_DEVICE void merge(TA* acc, long long*, const TA* acc2, const long long*) const {
+    for (int c = 0; c < D; ++c) red::lse_merge(acc + 2 * c, 1, acc2 + 2 * c);
+  }
+  template <class T>
+  KMR_HOST_DEVICE void finalize(T* out, long long*, const TA* acc, const long long*) const {
+    for (int c = 0; c < D; ++c) out[c] = static_cast<T>(acc[2 * c] + vlog(acc[2 * c + 1]));
+  }
+};
+
+// a_i[c] = sum_j exp(f_ij[c]) g_ij[c] / sum_j exp(f_ij[c]), coordinate by coordinate   (formula =
+// Concat(f, g), f and g of dim D, DIMF = 2 D, out D; acc = [m_c, denominator_c, numerator_c] for
+// c = 0..D-1; NaN (0/0) where there is no j or every f[c] is -inf)
+template <class TA, int DIMF>
+struct SumSoftMaxWeightVecReduction {
+  static_assert(DIMF >= 2 && DIMF % 2 == 0, "kmr: coordinate-wise SumSoftMaxWeight needs Concat(F, F2), both of dim D");
+  static constexpr const char* NAME = "SumSoftMaxWeightVec";  // user: "SumSoftMaxWeight", dim F = dim F2 > 1
+  static constexpr int D = DIMF / 2;
+  int k;
+  KMR_HOST_DEVICE int acc_dim() const { return 3 * D; }
+  KMR_HOST_DEVICE int idx_dim() const { return 0; }
+  KMR_HOST_DEVICE int out_dim() const { return D; }
+  KMR_HOST_DEVICE int out_idx_dim() const { return 0; }
+  KMR_HOST_DEVICE void init(TA* acc, long long*) const {
+    for (int c = 0; c < D; ++c) red::lse_init(acc + 3 * c, 2);
+  }
+  template <class T>
+  KMR_HOST_DEVICE void accumulate(TA* acc, long long*, const T* f, long long) const {
+    for (int c = 0; c < D; ++c) {
+      const TA w[2] = {TA(1), static_cast<TA>(f[D + c])};
+      red::lse_add(acc + 3 * c, 2, static_cast<TA>(f[c]), w);
+    }
+  }
+  KMR_HOST_DEVICE void merge(TA* acc, long long*, const TA* acc2, const long long*) const {
+    for (int c = 0; c < D; ++c) red::lse_merge(acc + 3 * c, 2, acc2 + 3 * c);
+  }
+  template <class T>
+  KMR_HOST_DEVICE void finalize(T* out, long long*, const TA* acc, const long long*) const {
+    for (int c = 0; c < D; ++c) out[c] = static_cast<T>(acc[3 * c + 2] / acc[3 * c + 1]);
   }
 };
 

@@ -7,9 +7,10 @@
 namespace kmr {
 
 enum class ErrorKind {
-  Value,    // bad formula, alias, dimension, size, reduction option
-  Type,     // wrong dtype / argument type
-  Runtime,  // compiler missing or failed, cache refused, driver failure
+  Value,        // bad formula, alias, dimension, size, reduction option
+  Type,         // wrong dtype / argument type
+  Runtime,      // compiler missing or failed, cache refused, driver failure
+  Interrupted,  // RunOptions::interrupt was set during a run (Python: the signal's own exception)
 };
 
 class Error : public std::runtime_error {

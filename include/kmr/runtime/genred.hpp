@@ -7,9 +7,9 @@
 // the host C++ compiler and cached on disk.
 #pragma once
 #include <cstdint>
-#include <type_traits>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "error.hpp"
@@ -49,6 +49,10 @@ struct RunOptions {
   std::int64_t nbatch = 1;
   std::vector<std::int64_t> batch_strides;
   const BlockRanges* ranges = nullptr;  // null: dense. Not with nbatch > 1 (as KeOps).
+  // Cancellation (CPU): once *interrupt is nonzero (a signal handler may set it: sig_atomic_t is an int),
+  // the run stops within one tile of work and throws Error(ErrorKind::Interrupted); the output is then
+  // incomplete. Null: never.
+  const volatile int* interrupt = nullptr;
 };
 
 struct ArgInfo {
@@ -101,8 +105,9 @@ class Genred {
   // Like run, but writes each row's state: acc [rows, acc_dim], idx [rows, idx_dim]. `offset` is
   // the global index of the first reduced row passed (j for axis 1, i for axis 0): it is added
   // to every index, so that states of different chunks merge with global indices.
-  void run_state(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny,
-                 void* acc, std::int64_t* idx, std::int64_t offset = 0) const;
+  void run_state(DType dtype, const void* const* args, std::size_t nargs, std::int64_t nx, std::int64_t ny, void* acc,
+                 std::int64_t* idx, std::int64_t offset = 0,
+                 const volatile int* interrupt = nullptr) const;  // interrupt: as RunOptions's
   // Merges n states of `rows` rows each (accs[s]: [rows, acc_dim], idxs[s]: [rows, idx_dim], may be
   // null when idx_dim = 0) with the reduction's own merge, in order (ties: smaller global index).
   // merge_states writes the merged state; finalize_states writes the finalized output as run does.

@@ -17,6 +17,9 @@ parameter by a Sum over the reduced index, then summed over the rows.
     SumSoftMaxWeight    F = Concat(f, g), W = Concat(p * ((E|g) - (E|O)), p * E),
                         p = Exp(f - LogSumExp_j f), O: the forward output
 
+A formula f of dim D > 1 is reduced coordinate by coordinate (g, E, L, O of dim D too): the same W with
+every product taken coordinate-wise, (w|g) -> w * g and p * ((E|g) - (E|O)) -> p * E * (g - O).
+
 Min, Max, KMin and their _Arg versions carry a gradient on their values: value (i, r, d) is
 F(i, j*)[d] with j* = the selected index, so its gradient is Grad(F, V, E_ird e_d) at the pair (i, j*).
 The forward then also computes the indices (Min_ArgMin instead of Min...). The backward gathers the
@@ -48,7 +51,11 @@ class GenredFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, routine, device, call, *args):
         kind = routine._core.red.kind
-        vals, idx = routine.forward_raw(args, call, device, indices=kind == "select")
+        ctx.lse_state = None
+        if _lse_state_applies(routine, device, call):
+            vals, idx, ctx.lse_state = _lse_with_state(routine, args, call)
+        else:
+            vals, idx = routine.forward_raw(args, call, device, indices=kind == "select")
         ctx.routine = routine
         ctx.call = call
         ctx.mark_non_differentiable(idx)
@@ -59,12 +66,13 @@ class GenredFunction(torch.autograd.Function):
     def backward(ctx, grad_out, _grad_idx):
         *args, out, idx = ctx.saved_tensors
         needs = ctx.needs_input_grad[3:]
-        grads = input_grads(ctx.routine, args, out, idx, grad_out, needs, ctx.call)
+        grads = input_grads(ctx.routine, args, out, idx, grad_out, needs, ctx.call, ctx.lse_state)
         return (None, None, None, *grads)
 
 
-def input_grads(routine, args, out, idx, grad_out, needs, call):
-    """dL/d(args) from dL/d(raw output); None where no gradient is needed."""
+def input_grads(routine, args, out, idx, grad_out, needs, call, lse_state=None):
+    """dL/d(args) from dL/d(raw output); None where no gradient is needed. lse_state: (M, S) of a
+    LogSumExp forward (_lse_with_state), or None."""
     core = routine._core
     if not any(needs):
         return [None] * len(args)
@@ -75,26 +83,68 @@ def input_grads(routine, args, out, idx, grad_out, needs, call):
     if kind == "sum":
         (e,) = core.fresh_names("E")
         return _pair_grads(routine, args, needs, kind, f, e, [(e, core.dim_f, grad_out)], rg)
+    df = core.dim_f  # F of dim df > 1: coordinate by coordinate (E, L, O, F2 of dim df too)
     if kind == "lse" and not f2:
         e, lse = core.fresh_names("E", "L")
         w = f"{e}*Exp(({f})-{lse})"
-        return _pair_grads(routine, args, needs, kind, f, w, [(e, 1, grad_out), (lse, 1, _no_mass(out))], rg)
+        if lse_state is None:
+            extras = [(e, df, grad_out), (lse, df, _no_mass(out))]
+        else:  # Exp(F - L) = Exp(F - M) / S, with L's graph kept for higher orders (see _lse_with_state)
+            m, s = lse_state
+            finite = torch.where(torch.isfinite(out), out, torch.zeros_like(out))
+            es = torch.where(s > 0, grad_out / s, torch.zeros_like(grad_out))
+            es = es * torch.exp(finite.detach() - finite)
+            extras = [(e, df, es), (lse, df, _no_mass(m))]
+        return _pair_grads(routine, args, needs, kind, f, w, extras, rg)
     d = core.dim_g
     if kind == "lse":
         e, lse = core.fresh_names("E", "L")
         w = f"{e}*Exp(({f})-{lse})"
-        return _pair_grads(routine, args, needs, kind, f"Concat({f},{f2})", f"Concat(({w}|{f2}),{w})",
+        wf = f"({w}|{f2})" if df == 1 else f"{w}*({f2})"
+        return _pair_grads(routine, args, needs, kind, f"Concat({f},{f2})", f"Concat({wf},{w})",
                            [(e, d, grad_out), (lse, d, _no_mass(out))], rg)
     if kind == "ssmw":
         e, o, lse = core.fresh_names("E", "O", "L")
         p = f"Exp(({f})-{lse})"
-        w = f"Concat({p}*(({e}|{f2})-({e}|{o})),{p}*{e})"
+        if df == 1:
+            w = f"Concat({p}*(({e}|{f2})-({e}|{o})),{p}*{e})"
+        else:
+            w = f"Concat({p}*{e}*(({f2})-{o}),{p}*{e})"
         lse_f = _derived(routine, "lse", f, core.aliases, "LogSumExp", core.axis)(*args, ranges=rg)
         empty = torch.isneginf(lse_f)  # rows with no mass: their output (0/0) must not reach the weights
         out = torch.where(empty, torch.zeros_like(out), out)
         return _pair_grads(routine, args, needs, kind, f"Concat({f},{f2})", w,
-                           [(e, d, grad_out), (o, d, out), (lse, 1, _no_mass(lse_f))], rg)
+                           [(e, d, grad_out), (o, d, out), (lse, df, _no_mass(lse_f))], rg)
     raise RuntimeError(f"pykmr: no gradient rule for {core.reduction_op}")  # index reductions: no grad
+
+
+def _lse_state_applies(routine, device, call):
+    """Whether a LogSumExp forward keeps its state for the backward: without weights, on the CPU, without
+    batch dims or ranges (what the partial-state entry takes)."""
+    core = routine._core
+    plan = call.plan
+    return (core.red.kind == "lse" and not core.formula2 and device.type == "cpu" and plan.batch == ()
+            and plan.nbatch == 1 and call.ranges is None)
+
+
+def _lse_with_state(routine, args, call):
+    """The LogSumExp forward through the kernel's state: (values, indices, (M, S)), with the running max
+    M and the shifted sum S of each row (and coordinate), L = M + log S finalized by the kernel itself.
+
+    Why: the backward's weights Exp(F - L) lose the rounding of L, half an ulp of |L| (6e-5 for float32 L
+    near -1500: every weight of the row off by that much), while Exp(F - M) / S is exact for the leading
+    term (M is one of the F values) and S is about 1. The graph of L is then carried by a factor
+    Exp(L0 - L) of value 1 (input_grads), so that higher orders see W = E Exp(F - L) as before."""
+    from pykmr.common import merge_partial, run_partial
+    from pykmr.torch.genred import _OPS
+
+    core, plan = routine._core, call.plan
+    dtype = str(args[0].dtype).replace("torch.", "") if args else "float32"
+    flat = [a.detach().reshape(-1) if cat == 2 else a.detach() for a, (cat, _) in zip(args, core.args)]
+    state = run_partial(core, _OPS, dtype, [t.data_ptr() for t in flat], plan.nx, plan.ny, 0)
+    vals, idx = merge_partial(core, _OPS, [state], finalize=True)
+    acc = state.acc.to(vals.dtype)
+    return vals, idx, (acc[:, 0::2], acc[:, 1::2])
 
 
 def _no_mass(lse):
