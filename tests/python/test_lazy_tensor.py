@@ -309,8 +309,8 @@ def test_errors():
         LazyTensor(torch.rand(1, 5, 3)) + LazyTensor(torch.rand(1, 6, 3))
     with pytest.raises(ValueError, match="dim"):
         xi.sum(dim=5)
-    with pytest.raises(ValueError, match="scalar"):
-        xi.logsumexp(dim=1)
+    with pytest.raises(ValueError, match="coordinate by coordinate"):  # a vector F takes weights of its dim
+        xi.logsumexp(dim=1, weight=LazyTensor(torch.rand(1, 5, 2)))
     with pytest.raises(IndexError):
         xi[..., 3]
     with pytest.raises(TypeError):
