@@ -118,7 +118,10 @@ struct Case {
 // evaluates packs with xsimd's vector math (an ulp from std::sin), hence kSelect for Min/Max/KMin values.
 template <class F, template <class, int> class Red, class T>
 // state: both write the unfinalized accumulators (KMR_MODE_STATE / state_mode), indices + offset.
-void check(const Case& c, const char* what, double tol, bool state = false, long long offset = 0) {
+// fill: one value per variable for all its entries (empty: uniform in [-1, 1]). exact: the expected
+// value of every output entry instead of the CPU driver's.
+void check(const Case& c, const char* what, double tol, bool state = false, long long offset = 0,
+           const std::vector<double>& fill = {}, const double* exact = nullptr) {
   using R = Red<T, F::DIM>;
   constexpr kmr::VarTable tab = kmr::var_table<F>();
   std::mt19937 gen(42);
@@ -129,7 +132,7 @@ void check(const Case& c, const char* what, double tol, bool state = false, long
   for (int p = 0; p < tab.n; ++p) {
     const long long rows = tab.cat[p] == 0 ? c.nx : tab.cat[p] == 1 ? c.ny : 1;
     data[p].resize(std::size_t(rows * tab.dim[p]));
-    for (auto& v : data[p]) v = T(unif(gen));
+    for (auto& v : data[p]) v = fill.empty() ? T(unif(gen)) : T(fill[std::size_t(p)]);
     args[p] = data[p].data();
     if (tab.cat[p] == 1) dj += tab.dim[p];
   }
@@ -189,7 +192,13 @@ void check(const Case& c, const char* what, double tol, bool state = false, long
                                     << " partials=" << p.use_partials << " acc_in_partials=" << p.acc_in_partials);
   EXPECT_EQ(got_idx, want_idx);  // indices: exact, int64
   for (std::size_t e = 0; e + 1 < want.size(); ++e) {
-    if (std::isnan(double(want[e]))) {
+    if (exact && std::isinf(*exact)) {
+      EXPECT_EQ(double(got[e]), *exact) << "emulated GPU at " << e;
+      EXPECT_EQ(double(want[e]), *exact) << "CPU at " << e;
+    } else if (exact) {
+      EXPECT_NEAR(double(got[e]), *exact, tol * std::fabs(*exact)) << "emulated GPU at " << e;
+      EXPECT_NEAR(double(want[e]), *exact, tol * std::fabs(*exact)) << "CPU at " << e;
+    } else if (std::isnan(double(want[e]))) {
       EXPECT_TRUE(std::isnan(double(got[e]))) << "at " << e;
     } else if (std::isinf(double(want[e]))) {
       EXPECT_EQ(got[e], want[e]) << "at " << e;
@@ -223,6 +232,20 @@ const Case kCases[] = {
 TEST(CudaEmulated, SumGaussian) {
   for (const Case& c : kCases) check<Gauss, kmr::SumReduction, double>(c, "Sum Gauss", 1e-12);
   for (const Case& c : kCases) check<Gauss, kmr::SumReduction, float>(c, "Sum Gauss float", 2e-5);
+}
+
+// float32 Sum of 2e4 x 0.1 (issue 10 section 6): compensated like the CPU driver's, within an ulp of
+// the exact sum (1999.99996...) on both, whatever the split in chunks and tiles; plain tile sums were
+// 1e-6 off. And a row of 1e5 values holding +inf stays +inf (the NaN error term is dropped).
+TEST(CudaEmulated, SumFloat32IsCompensated) {
+  using One = kmr::Mult<Var<0, 1, 0>, Var<1, 1, 1>>;
+  const double exact = 20000 * double(0.1f);
+  const std::vector<double> fill = {1.0, 0.1};
+  constexpr double kUlp = 6e-8;  // float32: half an ulp is 2^-24 = 6e-8 relative, at most
+  for (const Case& c : {Case{3, 20000, 64, 4, 0}, Case{2, 20000, 32, 80, 0}, Case{1, 20000, 256, 1, 0}})
+    check<One, kmr::SumReduction, float>(c, "Sum 2e4 x 0.1", kUlp, false, 0, fill, &exact);
+  const double inf = INFINITY;
+  check<One, kmr::SumReduction, float>({2, 1000, 32, 2, 0}, "Sum of +inf", 0, false, 0, {1.0, inf}, &inf);
 }
 
 TEST(CudaEmulated, SumKahan) {

@@ -13,8 +13,12 @@
 //
 // SCHEME_BLOCK on summing reductions: each tile is reduced into a fresh
 // accumulator, merged into a super-block one every SUPER_TILES tiles, itself
-// merged into the row's, like the CPU driver's three levels. Min/Max/KMin are
-// exact in any order and accumulate directly.
+// merged into the row's, like the CPU driver's three levels. A float32 Sum
+// goes further, as the CPU's PackSum (pack_reduce.hpp) does per lane: runs of
+// RUN_VALUES values summed plainly, each run added to the tile's sum with its
+// rounding error gathered (cascaded summation), the tile's sum and error added
+// in double over the whole range of j, rounded once. Min/Max/KMin are exact in
+// any order and accumulate directly.
 #pragma once
 #include "../formula/formula.hpp"
 #include "../reduction/reduction.hpp"
@@ -25,6 +29,17 @@ namespace cuda_detail {
 
 constexpr int SCHEME_BLOCK_ = 1;  // = kmr::SCHEME_BLOCK (cpu_driver.hpp is host-only)
 constexpr int SUPER_TILES = 64;
+constexpr int RUN_VALUES = 4;  // runs of 4 as on the CPU: 4 x 0.1 is exact in float32
+
+// A plain Sum (not SumKahan, not the LogSumExp family): the compensated float32 scheme applies.
+template <class R>
+struct IsPlainSum {
+  static constexpr bool value = false;
+};
+template <class TA, int D>
+struct IsPlainSum<SumReduction<TA, D>> {
+  static constexpr bool value = true;
+};
 
 // ---- compile-time loops ------------------------------------------------------
 template <int I>
@@ -207,6 +222,23 @@ __device__ KMR_INLINE void map_reduce(const kmr_cuda_params& prm) {
     if constexpr (BLOCK) red.init(sacc, sidx);
   }
 
+  // The compensated float32 Sum (see the file's comment): run sums, the tile's sum and error, the range's sum.
+  constexpr bool COMP = BLOCK && IsPlainSum<Red>::value && sizeof(TA) < sizeof(double);
+  TA cr[COMP ? F::DIM : 1], cs[COMP ? F::DIM : 1], cc[COMP ? F::DIM : 1];
+  double ct[COMP ? F::DIM : 1];
+  if constexpr (COMP)
+    for (int d = 0; d < F::DIM; ++d) {
+      cr[d] = cs[d] = cc[d] = TA(0);
+      ct[d] = 0.0;
+    }
+  // Points the j-variables at row r of the tile.
+  auto set_j_row = [&](int r) {
+    static_for<VS::NV>([&](auto pc) {
+      constexpr int P = decltype(pc)::value;
+      using A = VarAt<F, P>;
+      if constexpr (A::dim > 0 && A::cat == CAT_J) v[P] = tile + r * S + A::off;
+    });
+  };
   int tiles_in_super = 0;
   // The intervals of j: this chunk of [0, ny), or the block's list (the same for every thread of the block:
   // the loops and their __syncthreads stay uniform).
@@ -219,6 +251,27 @@ __device__ KMR_INLINE void map_reduce(const kmr_cuda_params& prm) {
       load_tile<F, T>(tile, prm, b, jt, rows);
       __syncthreads();
       if (!active) continue;
+      if constexpr (COMP) {
+        for (int r = 0; r < rows; ++r) {
+          set_j_row(r);
+          T f[F::DIM];
+          F::template eval<T>(f, v);
+          for (int d = 0; d < F::DIM; ++d) cr[d] += f[d];
+          if ((r & (RUN_VALUES - 1)) == RUN_VALUES - 1 || r == rows - 1)
+            for (int d = 0; d < F::DIM; ++d) {  // u = s + r exactly when the error c += (s - u) + r is added
+              const TA u = cs[d] + cr[d];
+              cc[d] += (cs[d] - u) + cr[d];
+              cs[d] = u;
+              cr[d] = TA(0);
+            }
+        }
+        for (int d = 0; d < F::DIM; ++d) {  // infinities make c NaN while s is right: a NaN c is dropped
+          ct[d] += static_cast<double>(cs[d]);
+          if (cc[d] == cc[d]) ct[d] += static_cast<double>(cc[d]);
+          cs[d] = cc[d] = TA(0);
+        }
+        continue;
+      }
       TA* a = acc;
       long long* ix = idx;
       if constexpr (BLOCK) {
@@ -227,11 +280,7 @@ __device__ KMR_INLINE void map_reduce(const kmr_cuda_params& prm) {
         ix = bidx;
       }
       for (int r = 0; r < rows; ++r) {
-        static_for<VS::NV>([&](auto pc) {
-          constexpr int P = decltype(pc)::value;
-          using A = VarAt<F, P>;
-          if constexpr (A::dim > 0 && A::cat == CAT_J) v[P] = tile + r * S + A::off;
-        });
+        set_j_row(r);
         T f[F::DIM];
         F::template eval<T>(f, v);
         red.template accumulate<T>(a, ix, f, jt + r);
@@ -247,7 +296,11 @@ __device__ KMR_INLINE void map_reduce(const kmr_cuda_params& prm) {
     }
   }
   if (!active) return;
-  if constexpr (BLOCK) red.merge(acc, idx, sacc, sidx);
+  if constexpr (COMP) {
+    for (int d = 0; d < F::DIM; ++d) acc[d] += static_cast<TA>(ct[d]);
+  } else if constexpr (BLOCK) {
+    red.merge(acc, idx, sacc, sidx);
+  }
 
   if (!prm.use_partials) {
     emit_row<Red, T>(prm, red, row, acc, idx);
@@ -274,9 +327,20 @@ __device__ KMR_INLINE void merge_rows(const kmr_cuda_params& prm) {
   TA* part = static_cast<TA*>(prm.part_acc);
   TA* a = part + i * ad;
   long long* ix = id > 0 ? prm.part_idx + i * id : prm.part_idx;
-  for (int c = 1; c < prm.chunks; ++c) {
-    const long long s = static_cast<long long>(c) * nrows + i;
-    red.merge(a, ix, part + s * ad, id > 0 ? prm.part_idx + s * id : prm.part_idx);
+  if constexpr (IsPlainSum<Red>::value && sizeof(TA) < sizeof(double)) {
+    // The chunks' sums (each rounded once) added in double, rounded once more: hundreds of chunks
+    // (split j) summed in float32 would lose what the compensated tiles kept.
+    constexpr int D = RedInfo<Red>::DIMF;
+    double t[D];
+    for (int d = 0; d < D; ++d) t[d] = static_cast<double>(a[d]);
+    for (int c = 1; c < prm.chunks; ++c)
+      for (int d = 0; d < D; ++d) t[d] += static_cast<double>(part[(static_cast<long long>(c) * nrows + i) * ad + d]);
+    for (int d = 0; d < D; ++d) a[d] = static_cast<TA>(t[d]);
+  } else {
+    for (int c = 1; c < prm.chunks; ++c) {
+      const long long s = static_cast<long long>(c) * nrows + i;
+      red.merge(a, ix, part + s * ad, id > 0 ? prm.part_idx + s * id : prm.part_idx);
+    }
   }
   emit_row<Red, T>(prm, red, i, a, ix);
 }

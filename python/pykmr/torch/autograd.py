@@ -84,25 +84,19 @@ def input_grads(routine, args, out, idx, grad_out, needs, call, lse_state=None):
         (e,) = core.fresh_names("E")
         return _pair_grads(routine, args, needs, kind, f, e, [(e, core.dim_f, grad_out)], rg)
     df = core.dim_f  # F of dim df > 1: coordinate by coordinate (E, L, O, F2 of dim df too)
-    if kind == "lse" and not f2:
-        e, lse = core.fresh_names("E", "L")
-        w = f"{e}*Exp(({f})-{lse})"
-        if lse_state is None:
-            extras = [(e, df, grad_out), (lse, df, _no_mass(out))]
-        else:  # Exp(F - L) = Exp(F - M) / S, with L's graph kept for higher orders (see _lse_with_state)
-            m, s = lse_state
-            finite = torch.where(torch.isfinite(out), out, torch.zeros_like(out))
-            es = torch.where(s > 0, grad_out / s, torch.zeros_like(grad_out))
-            es = es * torch.exp(finite.detach() - finite)
-            extras = [(e, df, es), (lse, df, _no_mass(m))]
-        return _pair_grads(routine, args, needs, kind, f, w, extras, rg)
-    d = core.dim_g
+    d = core.dim_g if f2 else df  # dim of the output, of E and of L
     if kind == "lse":
         e, lse = core.fresh_names("E", "L")
         w = f"{e}*Exp(({f})-{lse})"
+        if lse_state is None:
+            extras = [(e, d, grad_out), (lse, d, _no_mass(out))]
+        else:  # Exp(F - L) = Exp(F - M) / S, with L's graph kept for higher orders (see _lse_with_state)
+            m, s = lse_state
+            extras = [(e, d, _state_weights(out, m, s, grad_out)), (lse, m.shape[-1], _no_mass(m))]
+        if not f2:
+            return _pair_grads(routine, args, needs, kind, f, w, extras, rg)
         wf = f"({w}|{f2})" if df == 1 else f"{w}*({f2})"
-        return _pair_grads(routine, args, needs, kind, f"Concat({f},{f2})", f"Concat({wf},{w})",
-                           [(e, d, grad_out), (lse, d, _no_mass(out))], rg)
+        return _pair_grads(routine, args, needs, kind, f"Concat({f},{f2})", f"Concat({wf},{w})", extras, rg)
     if kind == "ssmw":
         e, o, lse = core.fresh_names("E", "O", "L")
         p = f"Exp(({f})-{lse})"
@@ -119,12 +113,12 @@ def input_grads(routine, args, out, idx, grad_out, needs, call, lse_state=None):
 
 
 def _lse_state_applies(routine, device, call):
-    """Whether a LogSumExp forward keeps its state for the backward: without weights, on the CPU, without
-    batch dims or ranges (what the partial-state entry takes)."""
+    """Whether a LogSumExp forward (with or without weights) keeps its state for the backward: on the CPU,
+    without batch dims or ranges (what the partial-state entry takes)."""
     core = routine._core
     plan = call.plan
-    return (core.red.kind == "lse" and not core.formula2 and device.type == "cpu" and plan.batch == ()
-            and plan.nbatch == 1 and call.ranges is None)
+    return (core.red.kind == "lse" and device.type == "cpu" and plan.batch == () and plan.nbatch == 1
+            and call.ranges is None)
 
 
 def _lse_with_state(routine, args, call):
@@ -144,7 +138,21 @@ def _lse_with_state(routine, args, call):
     state = run_partial(core, _OPS, dtype, [t.data_ptr() for t in flat], plan.nx, plan.ny, 0)
     vals, idx = merge_partial(core, _OPS, [state], finalize=True)
     acc = state.acc.to(vals.dtype)
-    return vals, idx, (acc[:, 0::2], acc[:, 1::2])
+    if core.formula2 and core.dim_f == 1:  # weighted, scalar F: (M, S_1 .. S_d), one max for every weight
+        return vals, idx, (acc[:, :1], acc[:, 1:])
+    return vals, idx, (acc[:, 0::2], acc[:, 1::2])  # (M_c, S_c) per coordinate
+
+
+def _state_weights(out, m, s, grad_out):
+    """E / S, the backward's incoming gradient over the row's (weighted) shifted sum, times Exp(L0 - L) =
+    1 that carries L's graph. Rows with no mass (M = -inf) get 0; S = 0 with mass (weights summing to 0)
+    gives +-inf, the derivative of log at 0; S < 0 (negative weighted sum: L is NaN) gives the finite
+    dL = dS / S of Log's convention (docs/conventions.md) instead of NaN."""
+    no_mass = torch.isneginf(m).expand_as(s)
+    safe_s = torch.where(no_mass, torch.ones_like(s), s)  # no 1/0 in the graph of higher orders either
+    es = torch.where(no_mass, torch.zeros_like(grad_out), grad_out / safe_s)
+    finite = torch.where(torch.isfinite(out), out, torch.zeros_like(out))
+    return es * torch.exp(finite.detach() - finite)
 
 
 def _no_mass(lse):
