@@ -1,6 +1,6 @@
 """float32 accuracy at least pykeops's (issue #10 §6), measured against float64 on the same float32 inputs.
-The pykeops figures are pykeops 2.3's on this machine (CPU, default options); benchmarks/bench_accuracy.py
-prints both libraries side by side in one run."""
+The pykeops figures are pykeops 2.3's on the same data (CPU, default options); benchmarks/accuracy_f32.py
+prints both libraries side by side in one run, over several seeds."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pykmr.numpy import Genred as NpGenred
 from pykmr.torch import Genred
 
 PYKEOPS_SUM_TENTH = 4.6e-8  # sum over j of 2e4 x 0.1 (float32), relative error
-PYKEOPS_LSE_GRAD = 2.8e-5  # gradient of LogSumExp_j -100 SqDist(x_i, y_j), 40 points in [0, 1]^147
+# gradient of LogSumExp_j -100 SqDist(x_i, y_j), 40 points in [0, 1]^147 (torch.Generator seed 0):
+# max |error| / max |gradient|, and |error| / |gradient| (2-norms)
+PYKEOPS_LSE_GRAD_MAX, PYKEOPS_LSE_GRAD_NORM = 6.8e-5, 1.1e-5
 F32_HALF_ULP = 2.0**-24  # one correct rounding of the float32 output
 
 
@@ -56,24 +58,27 @@ def test_float32_sum_through_a_formula_and_axis0(seed):
 def test_float32_logsumexp_gradient_at_high_dimension():
     """The issue's case: the float32 gradient of LogSumExp_j -100 SqDist(x_i, y_j), 40 points uniform in
     [0, 1]^147 (the inner-product tiles, centered on the mean of the y_j, are used at this dimension)."""
-    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
     print("seed = 0")
-    x64, y64 = torch.rand(40, 147, dtype=torch.float64), torch.rand(40, 147, dtype=torch.float64)
+    x32, y32 = torch.rand(40, 147, generator=gen), torch.rand(40, 147, generator=gen)
     routine = Genred(
         "-G*SqDist(X,Y)", ["X = Vi(147)", "Y = Vj(147)", "G = Pm(1)"], reduction_op="LogSumExp", axis=1
     )
 
     def grad(dtype):
-        x = x64.to(dtype).requires_grad_(True)
-        out = routine(x, y64.to(dtype), torch.tensor([100.0], dtype=dtype))
+        x = x32.to(dtype).requires_grad_(True)
+        out = routine(x, y32.to(dtype), torch.tensor([100.0], dtype=dtype))
         (g,) = torch.autograd.grad(out.sum(), x)
         return out.double(), g.double()
 
-    # float64 on the float32-rounded inputs: the reference of the same data
-    x64, y64 = x64.float().double(), y64.float().double()
-    o64, g64 = grad(torch.float64)
+    o64, g64 = grad(torch.float64)  # float64 on the same (float32) inputs: the reference of the same data
     o32, g32 = grad(torch.float32)
-    rel_g = ((g32 - g64).norm() / g64.norm()).item()
+    err_max = ((g32 - g64).abs().max() / g64.abs().max()).item()
+    err_norm = ((g32 - g64).norm() / g64.norm()).item()
     rel_o = ((o32 - o64).norm() / o64.norm()).item()
-    print(f"LogSumExp value rel err {rel_o:.2e}, gradient {rel_g:.2e} (pykeops 2.3: {PYKEOPS_LSE_GRAD})")
-    assert rel_g <= PYKEOPS_LSE_GRAD
+    print(
+        f"LogSumExp value rel err {rel_o:.2e}; gradient: max {err_max:.2e} (pykeops 2.3: "
+        f"{PYKEOPS_LSE_GRAD_MAX}), norm {err_norm:.2e} (pykeops 2.3: {PYKEOPS_LSE_GRAD_NORM})"
+    )
+    assert err_max <= PYKEOPS_LSE_GRAD_MAX
+    assert err_norm <= PYKEOPS_LSE_GRAD_NORM

@@ -39,7 +39,7 @@ namespace kmr {
 // accumulator, merged into a super-block accumulator (64 blocks), itself merged
 // into the row's one: three short sums instead of one long one. The Sum's pack
 // reducer goes further (pack_reduce.hpp, PackSum): each lane gathers the rounding
-// error of its additions and adds its block sums in double, so that a float32 Sum
+// error of its additions and drains its sums into double every 64 blocks, so that a float32 Sum
 // is rounded about once: 2e4 x 0.1 is correctly rounded, 1e6 values within 2e-7.
 // SCHEME_DIRECT keeps the lane sums over the whole range of j (with their error
 // terms: 1e6 x 0.1 within 1e-5) and adds them to the row's accumulator at the end.
@@ -612,18 +612,24 @@ int run_cpu_impl(const kmr_kernel_call* call) {
         constexpr int D = Run::Tm::D;
         ynbuf.assign(std::size_t(nyt * run.ystride + PAD), T(0));  // + PAD: as yt's
         cenbuf.assign(std::size_t(nyt * D), T(0));
+        std::vector<double> yn2(std::size_t(run.ny));  // |y_j - cen|^2 summed in double, rounded once
         for (int64_t b = 0; b < nyt; ++b) {
           const T* y0 = run.yt + b * run.ytbatch + L::J.off[Run::Tm::pj] * run.ystride;
           T* cen = cenbuf.data() + b * D;
           T* dst = ynbuf.data() + b * run.ystride;
+          std::fill(yn2.begin(), yn2.end(), 0.0);
           for (int c = 0; c < D; ++c) {
             const T* yc = y0 + c * run.ystride;
             double m = 0.0;
             for (int64_t j = 0; j < run.ny; ++j) m += double(yc[j]);
             cen[c] = T(m / double(run.ny));
             if (!(cen[c] - cen[c] == T(0))) cen[c] = T(0);  // inf or NaN data: no centering
-            for (int64_t j = 0; j < run.ny; ++j) dst[j] += (yc[j] - cen[c]) * (yc[j] - cen[c]);
+            for (int64_t j = 0; j < run.ny; ++j) {
+              const double d = double(yc[j] - cen[c]);
+              yn2[std::size_t(j)] += d * d;
+            }
           }
+          for (int64_t j = 0; j < run.ny; ++j) dst[j] = T(yn2[std::size_t(j)]);
         }
         run.yn = ynbuf.data();
         run.cen = cenbuf.data();

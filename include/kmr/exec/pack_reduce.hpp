@@ -91,13 +91,14 @@ struct PackFallback {
 };
 
 // Sum, per lane: plain sums r over runs of RUN_PACKS packs (the driver calls run_end), each run added
-// to the block sum s with its rounding error gathered in c (cascaded summation: u = s + r,
-// c += (s - u) + r, exact when |s| >= |r|), and at each block end s and c added in double to the lane's
-// sum t over the whole range of j, rounded once at the flush. In float32 the sum of 2e4 x 0.1 is then
-// correctly rounded (plain lane sums over a block: 3e-7 off) for 1 add per pack plus 4 per run (a
-// cascaded add of every pack cost the Gaussian 20-30% of its speed). Infinities make c NaN while s holds
-// the right value: a NaN c is dropped at the block end. float64 keeps plain lane sums (its block sums
-// are far below float32's output rounding already).
+// to the lane's sum s with its rounding error gathered in c (cascaded summation: u = s + r,
+// c += (s - u) + r, exact when |s| >= |r|), and every DRAIN_BLOCKS block ends (and at the flush) s and
+// c added in double to the lane's sum t over the whole range of j, rounded once at the flush. In float32
+// the sum of 2e4 x 0.1 is then correctly rounded (plain lane sums over a block: 3e-7 off) for 1 add per
+// pack plus 4 per run (a cascaded add of every pack cost the Gaussian 20-30% of its speed; draining to
+// double at every block of 256 j cost its 3-dim x-gradient 10%, every 64 blocks 4%). Infinities make c
+// NaN while s holds the right value: a NaN c is dropped at the drain. float64 keeps plain lane sums (its
+// block sums are far below float32's output rounding already).
 template <class Red, class P>
 struct PackSum {
   using T = typename P::value_type;
@@ -107,9 +108,11 @@ struct PackSum {
   static constexpr int LEVEL = FLUSH_RANGE;
   static constexpr bool COMP = sizeof(T) < sizeof(double);
   static constexpr int RUN_PACKS = COMP ? 4 : 0;  // runs of 4: exact for 4 x 0.1, 8 would be 7e-8 off
+  static constexpr int DRAIN_BLOCKS = 64;         // block ends between two drains of (s, c) into t
   struct State {
     P r[COMP ? DIMF : 1], s[DIMF], c[COMP ? DIMF : 1];
     double t[DIMF][L];
+    int nb;  // block ends since the last drain
   };
   const Red& rd;
   KMR_INLINE void init(State& st, const RowSlots<T>&) const {
@@ -118,6 +121,7 @@ struct PackSum {
       if constexpr (COMP) st.r[d] = st.c[d] = P(T(0));
       for (int l = 0; l < L; ++l) st.t[d][l] = 0.0;
     }
+    st.nb = 0;
   }
   template <bool MASKED>
   KMR_INLINE void add(State& st, const P* f, P, long long, int nvalid) const {
@@ -142,6 +146,11 @@ struct PackSum {
   }
   KMR_INLINE void block_end(State& st) const {
     run_end(st);
+    if (++st.nb < DRAIN_BLOCKS) return;
+    drain(st);
+  }
+  KMR_INLINE void drain(State& st) const {
+    st.nb = 0;
     for (int d = 0; d < DIMF; ++d) {
       alignas(64) T s[L], c[L];
       st.s[d].store(s);
@@ -158,7 +167,8 @@ struct PackSum {
     }
   }
   KMR_INLINE void flush(State& st, T* acc, long long*, long long) const {
-    block_end(st);  // (under SCHEME_BLOCK the driver has ended the last block: this adds zeros)
+    run_end(st);
+    drain(st);
     for (int d = 0; d < DIMF; ++d) {
       double v = 0.0;
       for (int l = 0; l < L; ++l) v += st.t[d][l];

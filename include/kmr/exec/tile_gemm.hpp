@@ -158,10 +158,10 @@ void fill(const typename P::value_type* const* xr, const typename P::value_type*
 
 // |v|^2 of D contiguous values.
 template <class T, int D>
-inline T sqnorm(const T* v) {
-  T s = T(0);
-  for (int c = 0; c < D; ++c) s += v[c] * v[c];
-  return s;
+inline T sqnorm(const T* v) {  // in double: a float32 sum of D squares would add ~sqrt(D) ulp to SqDist
+  double s = 0.0;
+  for (int c = 0; c < D; ++c) s += double(v[c]) * double(v[c]);
+  return T(s);
 }
 
 }  // namespace tile
