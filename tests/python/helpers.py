@@ -1,9 +1,12 @@
-"""Shared by the tests: random data for an alias list, dense references, parallel warm-up of the JIT."""
+"""Shared by the tests: random data for an alias list, dense references, parallel warm-up of the JIT, the
+parser's op table."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import torch
 from pykmr.common import parse_alias
@@ -47,3 +50,17 @@ def warm_up(jobs):
 
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         list(pool.map(run, jobs))
+
+
+def op_table():
+    """{name: row} of the parser's op table (src/runtime/op_table.cpp) and of its composite ops, read by the
+    docs extension's reader, the one reader of that table outside libkmr. The tests run from the source tree:
+    a missing reader is an error, not a skip."""
+    root = Path(os.environ.get("KMR_TEST_SOURCE_ROOT", Path(__file__).resolve().parents[2]))
+    path = root / "docs" / "_ext" / "kmr_sphinx.py"
+    assert path.exists(), f"the op table reader {path} is missing: run the tests from the source tree"
+    spec = importlib.util.spec_from_file_location("_kmr_sphinx_op_table", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ops, comps = mod.read_op_table(str(root / "src" / "runtime" / "op_table.cpp"))
+    return {o["name"]: o for o in ops} | {c["name"]: c for c in comps}

@@ -29,23 +29,20 @@ that one case again (`KMR_FUZZ_FORMULAS=200` runs a long campaign; KMR_TEST_SEED
 from __future__ import annotations
 
 import collections
-import importlib.util
 import math
 import os
 import random
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pykmr.numpy as pn
 import pytest
 import torch
-from helpers import warm_up
+from helpers import op_table, warm_up
 from pykmr.common import REDUCTIONS
 from pykmr.conventions import TABLE as CONVENTIONS
 from pykmr.torch import Genred
 
-ROOT = Path(os.environ.get("KMR_TEST_SOURCE_ROOT", Path(__file__).resolve().parents[2]))
 CASES = int(os.environ.get("KMR_FUZZ_FORMULAS", "8"))
 REPLAY = os.environ.get("KMR_FUZZ_FORMULAS_REPLAY")
 F64 = torch.float64
@@ -66,18 +63,7 @@ MAX_DIM = 16  # dims of the intermediate nodes (variables: 1-8)
 KMAX = 3  # K of the KMin family
 
 
-def _op_table():
-    path = ROOT / "docs" / "_ext" / "kmr_sphinx.py"
-    # As in test_fuzz_parser: the tests run from the source tree; a missing reader is an error, not a skip.
-    assert path.exists(), f"the op table reader {path} is missing: run the tests from the source tree"
-    spec = importlib.util.spec_from_file_location("_kmr_sphinx_ops_fz", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    ops, comps = mod.read_op_table(str(ROOT / "src" / "runtime" / "op_table.cpp"))
-    return {o["name"]: o for o in ops} | {c["name"]: c for c in comps}
-
-
-OP_TABLE = _op_table()
+OP_TABLE = op_table()
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -14,17 +14,15 @@ A failure prints the seed and the string to replay.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import time
-from pathlib import Path
 
 import pykmr.numpy as pn
+from helpers import op_table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-ROOT = Path(os.environ.get("KMR_TEST_SOURCE_ROOT", Path(__file__).resolve().parents[2]))
 EXAMPLES = int(os.environ.get("KMR_FUZZ_EXAMPLES", "1000"))
 MUTATIONS = int(os.environ.get("KMR_FUZZ_MUTATIONS", "100000"))
 # One parse of a formula of at most a few thousand characters takes microseconds; a second means a hang.
@@ -48,18 +46,7 @@ VALID = [
 ]
 
 
-def _op_names():
-    path = ROOT / "docs" / "_ext" / "kmr_sphinx.py"
-    # The tests run from the source tree (as test_cuda's manifest check): its absence is an error, not a skip.
-    assert path.exists(), f"the op table reader {path} is missing: run the tests from the source tree"
-    spec = importlib.util.spec_from_file_location("_kmr_sphinx_ops", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    ops, comps = mod.read_op_table(str(ROOT / "src" / "runtime" / "op_table.cpp"))
-    return sorted({o["name"] for o in ops} | {c["name"] for c in comps})
-
-
-OPS = _op_names()
+OPS = sorted(op_table())
 TOKENS = OPS + [
     "X",
     "Y",
