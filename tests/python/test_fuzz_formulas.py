@@ -1056,3 +1056,46 @@ def test_weighted_logsumexp_negative_sum():
     gy, gw = torch.autograd.grad(out.sum(), [y, w])
     torch.testing.assert_close(gy, torch.tensor([[-1.0], [2.0]], dtype=F64))
     torch.testing.assert_close(gw, torch.tensor([[-1.0], [-1.0]], dtype=F64))
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["state", "batched"])
+@pytest.mark.parametrize("dim_w", [1, 2])
+def test_weighted_logsumexp_negative_sums_any_order(batched, dim_w):
+    """The whole kind of test_weighted_logsumexp_negative_sum: rows whose weighted sum is negative next to
+    rows whose sum is positive, first and second order against torch float64 (whose d log s = 1/s is also
+    finite for s < 0), through the CPU's state backward and through the batched path (no state: the
+    negated-weights LogSumExp gives log|s|). Seed printed."""
+    seed = 3
+    print(f"seed = {seed}")
+    gen = torch.Generator().manual_seed(seed)
+    routine = Genred("X*Y", ["X = Vi(1)", "Y = Vj(1)", f"W = Vj({dim_w})"], "LogSumExp", axis=1, formula2="W")
+    batch = (2,) if batched else ()
+    # rows x < 0 weigh the first j most (w > 0 there), rows x > 0 the last (w < 0): both signs of sum
+    noise = 0.1 * torch.rand(*batch, 4, 1, dtype=F64, generator=gen)
+    x = (torch.tensor([[-3.0], [-1.0], [1.0], [3.0]], dtype=F64) + noise).requires_grad_(True)
+    y = torch.linspace(-1, 1, 5, dtype=F64).reshape(5, 1) + 0.1 * torch.rand(
+        *batch, 5, 1, dtype=F64, generator=gen
+    )
+    y.requires_grad_(True)
+    w0 = torch.tensor([[2.0, -2.0], [1.0, 0.0], [-1.0, 1.0], [-1.0, 1.0], [-3.0, 3.0]], dtype=F64)[:, :dim_w]
+    w = (w0 + 0.1 * torch.rand(*batch, 5, dim_w, dtype=F64, generator=gen)).requires_grad_(True)
+
+    def dense(x, y, w):  # log sum_j exp(x_i y_j) w_j, NaN where the sum is negative, as torch.log
+        return torch.log((torch.exp(x * y.transpose(-1, -2)).unsqueeze(-1) * w.unsqueeze(-3)).sum(-2))
+
+    out, ref = routine(x, y, w), dense(x, y, w)
+    neg = torch.isnan(ref)
+    assert neg.any() and (~neg).any(), "the data must mix negative and positive sums"
+    assert torch.equal(torch.isnan(out), neg)
+    # a loss that reads every output, the NaN ones through a finite derivative
+    v = torch.rand(out.shape, dtype=F64, generator=gen)
+    g1 = torch.autograd.grad((out * v).nansum(), [x, y, w], create_graph=True)
+    r1 = torch.autograd.grad((ref * v).nansum(), [x, y, w], create_graph=True)
+    for got, want in zip(g1, r1):
+        torch.testing.assert_close(got, want)
+    # second order: the gradient of a functional of the first-order gradients
+    u = [torch.rand(t.shape, dtype=F64, generator=gen) for t in g1]
+    g2 = torch.autograd.grad(sum((a * b).sum() for a, b in zip(g1, u)), [x, y, w])
+    r2 = torch.autograd.grad(sum((a * b).sum() for a, b in zip(r1, u)), [x, y, w])
+    for got, want in zip(g2, r2):
+        torch.testing.assert_close(got, want)

@@ -88,11 +88,15 @@ def input_grads(routine, args, out, idx, grad_out, needs, call, lse_state=None):
     if kind == "lse":
         e, lse = core.fresh_names("E", "L")
         w = f"{e}*Exp(({f})-{lse})"
+        lg, flip = out, None  # the log-normaliser whose graph the backward carries
+        if f2:
+            lg, flip = _negative_sums(routine, args, out, rg)
         if lse_state is None:
-            extras = [(e, d, grad_out), (lse, d, _no_mass(out))]
+            eg = grad_out if flip is None else torch.where(flip, -grad_out, grad_out)
+            extras = [(e, d, eg), (lse, d, _no_mass(lg))]
         else:  # Exp(F - L) = Exp(F - M) / S, with L's graph kept for higher orders (see _lse_with_state)
             m, s = lse_state
-            extras = [(e, d, _state_weights(out, m, s, grad_out)), (lse, m.shape[-1], _no_mass(m))]
+            extras = [(e, d, _state_weights(lg, m, s, grad_out)), (lse, m.shape[-1], _no_mass(m))]
         if not f2:
             return _pair_grads(routine, args, needs, kind, f, w, extras, rg)
         wf = f"({w}|{f2})" if df == 1 else f"{w}*({f2})"
@@ -143,16 +147,33 @@ def _lse_with_state(routine, args, call):
     return vals, idx, (acc[:, 0::2], acc[:, 1::2])  # (M_c, S_c) per coordinate
 
 
-def _state_weights(out, m, s, grad_out):
+def _state_weights(lg, m, s, grad_out):
     """E / S, the backward's incoming gradient over the row's (weighted) shifted sum, times Exp(L0 - L) =
-    1 that carries L's graph. Rows with no mass (M = -inf) get 0; S = 0 with mass (weights summing to 0)
-    gives +-inf, the derivative of log at 0; S < 0 (negative weighted sum: L is NaN) gives the finite
-    dL = dS / S of Log's convention (docs/conventions.md) instead of NaN."""
+    1 that carries the graph of L = lg (the output, or log|S| + M where S < 0: _negative_sums). Rows with
+    no mass (M = -inf) get 0; S = 0 with mass (weights summing to 0) gives +-inf, the derivative of log at
+    0; S < 0 (negative weighted sum: the output is NaN) gives the finite dL = dS / S of Log's convention
+    (docs/conventions.md) instead of NaN."""
     no_mass = torch.isneginf(m).expand_as(s)
     safe_s = torch.where(no_mass, torch.ones_like(s), s)  # no 1/0 in the graph of higher orders either
     es = torch.where(no_mass, torch.zeros_like(grad_out), grad_out / safe_s)
-    finite = torch.where(torch.isfinite(out), out, torch.zeros_like(out))
+    finite = torch.where(torch.isfinite(lg), lg, torch.zeros_like(lg))
     return es * torch.exp(finite.detach() - finite)
+
+
+def _negative_sums(routine, args, out, ranges):
+    """(L', flip) for a LogSumExp with weights: where the weighted sum s is negative (out NaN), L' = log|s|,
+    the LogSumExp of the same F with the weights negated (a differentiable reduction), and flip marks
+    those entries; elsewhere L' = out and flip is False (flip None: no negative sum, nothing computed).
+    Log's convention (docs/conventions.md) then gives d log s = ds / s = -E Exp(F - L') ds, finite at
+    every order, instead of NaN."""
+    bad = torch.isnan(out)
+    if not bool(bad.any()):
+        return out, None
+    c = routine._core
+    neg = _derived(routine, "lse_negated_weights", c.formula, c.aliases, "LogSumExp", c.axis,
+                   formula2=f"-({c.formula2})")(*args, ranges=ranges)
+    flip = bad & ~torch.isnan(neg)  # NaN data stays NaN
+    return torch.where(flip, neg, out), flip
 
 
 def _no_mass(lse):
@@ -163,12 +184,13 @@ def _no_mass(lse):
     return torch.clamp(lse, min=torch.finfo(lse.dtype).min)
 
 
-def _derived(routine, key, formula, aliases, reduction, axis):
+def _derived(routine, key, formula, aliases, reduction, axis, formula2=None):
     """A Genred built from this one (same class, accumulation options), cached on it."""
     r = routine._derived.get(key)
     if r is None:
         c = routine._core
-        r = type(routine)(formula, aliases, reduction, axis, dtype_acc=c.dtype_acc, sum_scheme=c.sum_scheme)
+        r = type(routine)(formula, aliases, reduction, axis, formula2=formula2, dtype_acc=c.dtype_acc,
+                          sum_scheme=c.sum_scheme)
         routine._derived[key] = r
     return r
 
