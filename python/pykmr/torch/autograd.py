@@ -110,10 +110,11 @@ def vmap_rule(batch_size, in_dims, routine, device, call, args):
 
     core = routine._core
     if call.ranges is not None:
-        raise ValueError("pykmr: torch.func.vmap over a reduction with ranges (block-sparse) is not "
-                         "supported: vmap maps onto the reduction's batch dims, and ranges cannot be combined "
-                         "with batch dims (as in KeOps); call the reduction in a loop over the vmapped dim, or "
-                         "drop ranges")
+        raise ValueError(
+            "pykmr: torch.func.vmap over a reduction with ranges (block-sparse) is not supported: vmap maps "
+            "onto the reduction's batch dims, and ranges cannot be combined with batch dims (as in KeOps); "
+            "call the reduction in a loop over the vmapped dim, or drop ranges"
+        )
     nbd = len(call.plan.batch)
     shaped = []
     for a, d, (cat, _dim) in zip(args, in_dims, core.args):

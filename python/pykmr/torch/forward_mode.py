@@ -1,6 +1,6 @@
 """Forward mode for pykmr.torch.Genred (torch.func.jvp, jacfwd, hessian; torch.autograd.forward_ad): the
-tangent of a reduction's output, built like the backward (autograd.py) as formulas run through the same Genred,
-so that it is itself differentiable (reverse mode, vmap, forward mode again).
+tangent of a reduction's output, built like the backward (autograd.py) as formulas run through the same
+Genred, so that it is itself differentiable (reverse mode, vmap, forward mode again).
 
 For tangents dV of the arguments V, the derivative of the formula F along them is
 
@@ -40,9 +40,11 @@ def output_tangent(routine, args, tangents, out, idx, call):
     if kind in ("select", "both"):
         return _selected_tangent(routine, args, [tangents[p] for p in live], live, out, idx, call.plan)
     names = core.fresh_names(*["T"] * len(live), "U", "U", "L", "O")
-    t_names, spare = names[: len(live)], names[len(live):]
-    aliases = core.aliases + [f"{n} = {CATS[core.args[p][0]]}({core.nargs + k},{core.args[p][1]})"
-                              for k, (n, p) in enumerate(zip(t_names, live))]
+    t_names, spare = names[: len(live)], names[len(live) :]
+    aliases = core.aliases + [
+        f"{n} = {CATS[core.args[p][0]]}({core.nargs + k},{core.args[p][1]})"
+        for k, (n, p) in enumerate(zip(t_names, live))
+    ]
     tensors = [*args, *(tangents[p] for p in live)]  # then the extra own variables
     own = CATS[core.own_cat]
     rows, batch = out.shape[-2], tuple(out.shape[:-2])
@@ -112,8 +114,10 @@ def _selected_tangent(routine, args, t_args, live, out, idx, plan):
     *t_names, u = core.fresh_names(*["T"] * len(live), "U")
     f = to_all_i(core.formula)
     aliases = [to_all_i(a) for a in core.aliases]
-    aliases += [f"{nm} = {'Pm' if core.args[p][0] == 2 else 'Vi'}({core.nargs + k},{core.args[p][1]})"
-                for k, (nm, p) in enumerate(zip(t_names, live))]
+    aliases += [
+        f"{nm} = {'Pm' if core.args[p][0] == 2 else 'Vi'}({core.nargs + k},{core.args[p][1]})"
+        for k, (nm, p) in enumerate(zip(t_names, live))
+    ]
     aliases.append(f"{u} = Vi({core.nargs + len(live)},{d})")
     inner = "+".join(f"(Grad({f},{to_all_i(core.names[p])},{u})|{nm})" for nm, p in zip(t_names, live))
     r = _derived(routine, ("jvp", "select", tuple(live)), f"Grad({inner},{u},IntCst(1))", aliases, "Sum", 1)

@@ -62,7 +62,7 @@ class _SolveFunction(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, _solver_t, _opts_t, _eps_t, alpha_t, *tangents):
-        # da = (alpha Id + K)^-1 (db - dalpha a - dK a), dK a: K's tangent in theta at fixed a (forward_mode.py)
+        # da = (alpha Id + K)^-1 (db - dalpha a - dK a); dK a: K's tangent in theta at fixed a (forward_mode)
         solver = ctx.solver
         a, *saved = ctx.saved_tensors
         alpha = saved.pop() if ctx.alpha_is_tensor else ctx.alpha
@@ -156,8 +156,10 @@ def _partial_tangent(routine, args, a, varpos, tangents, opts):
     tensors, _ = _convert(core, full, opts["backend"])
     plan = core.plan_call([t.shape for t in tensors])
     tensors = batch_layout(core, plan, tensors, _expand)
-    dts = [None if t is None or p == varpos else t.to(tensors[p].dtype).reshape(tensors[p].shape)
-           for p, t in enumerate(tangents)]
+    dts = [
+        None if t is None or p == varpos else t.to(tensors[p].dtype).reshape(tensors[p].shape)
+        for p, t in enumerate(tangents)
+    ]
     return output_tangent(routine, tensors, dts, a, None, TorchCall(plan, opts["ranges"]))
 
 
