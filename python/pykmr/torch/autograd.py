@@ -118,8 +118,8 @@ def vmap_rule(batch_size, in_dims, routine, device, call, args):
     nbd = len(call.plan.batch)
     shaped = []
     for a, d, (cat, _dim) in zip(args, in_dims, core.args):
-        if d is None:
-            shaped.append(a)
+        if d is None:  # a variable gets size-1 batch dims (a view): the plan takes the batch rank from them
+            shaped.append(a if cat == 2 else a.reshape((1,) * (nbd + 3 - a.dim()) + tuple(a.shape)))
             continue
         a = a.movedim(d, 0)
         tail = 1 if cat == 2 else 2  # (dim,) of a parameter, (rows, dim) of a variable
