@@ -132,7 +132,8 @@ class Genred(PicklableRoutine):
                       and any(t.requires_grad for t in tensors))
         # under torch.func (grad, vmap, jvp...) the tensors may be wrappers without storage, and dual tensors
         # of torch.autograd.forward_ad carry tangents: only the Function (its rules) may see them
-        transformed = torch._C._are_functorch_transforms_active() or _forward_ad._current_level >= 0
+        transformed = (torch._C._are_functorch_transforms_active()
+                       or getattr(_forward_ad, "_current_level", -1) >= 0)  # private: torch >= 2.0 has both
         if needs_grad or transformed:
             if out is not None:
                 raise RuntimeError("pykmr: out= does not support automatic differentiation or torch.func "
