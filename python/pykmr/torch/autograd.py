@@ -45,29 +45,90 @@ from pykmr.common import CATS, to_all_i
 
 class GenredFunction(torch.autograd.Function):
     """forward(routine, device, call, *args) -> (values [*batch, rows, out_dim], int64 indices
-    [*batch, rows, out_idx_dim]) (call: a TorchCall, the batch plan and the ranges); the indices are constants
-    (not differentiable), and for Min/Max/KMin they are those of the values."""
+    [*batch, rows, out_idx_dim], M, S) (call: a TorchCall, the batch plan and the ranges); the indices are
+    constants (not differentiable), and for Min/Max/KMin they are those of the values. M, S: the state of a
+    LogSumExp forward that keeps it for the backward (_lse_with_state; [rows, d] each), otherwise two empty
+    1-D tensors; both are constants.
+
+    Written in torch's setup_context style (forward without ctx), so that torch.func transforms take it:
+    grad / vjp / jacrev through the backward below, vmap through the vmap staticmethod, which maps the
+    vmapped dim onto a leading batch dim of the engine (one launch for the whole vmap), and forward mode (jvp,
+    jacfwd, hessian) through the jvp staticmethod (forward_mode.py)."""
 
     @staticmethod
-    def forward(ctx, routine, device, call, *args):
-        kind = routine._core.red.kind
-        ctx.lse_state = None
+    def forward(routine, device, call, *args):
         if _lse_state_applies(routine, device, call):
-            vals, idx, ctx.lse_state = _lse_with_state(routine, args, call)
+            vals, idx, (m, s) = _lse_with_state(routine, args, call)
         else:
-            vals, idx = routine.forward_raw(args, call, device, indices=kind == "select")
+            vals, idx = routine.forward_raw(args, call, device, indices=routine._core.red.kind == "select")
+            m, s = vals.new_empty(0), vals.new_empty(0)  # no state: the backward uses L (the values)
+        return vals, idx, m, s
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        routine, _device, call, *args = inputs
+        vals, idx, m, s = output
         ctx.routine = routine
         ctx.call = call
-        ctx.mark_non_differentiable(idx)
-        ctx.save_for_backward(*args, vals, idx)
-        return vals, idx
+        if routine._core.red.kind == "index":  # ArgMin...: integer results, no gradient (as KeOps)
+            ctx.mark_non_differentiable(vals, idx, m, s)
+        else:
+            ctx.mark_non_differentiable(idx, m, s)
+        ctx.save_for_backward(*args, vals, idx, m, s)
+        ctx.save_for_forward(*args, vals, idx)
 
     @staticmethod
-    def backward(ctx, grad_out, _grad_idx):
-        *args, out, idx = ctx.saved_tensors
+    def backward(ctx, grad_out, _grad_idx, _grad_m, _grad_s):
+        *args, out, idx, m, s = ctx.saved_tensors
+        lse_state = (m, s) if m.dim() == 2 else None  # a real state is [rows, d]; no state: empty 1-D
         needs = ctx.needs_input_grad[3:]
-        grads = input_grads(ctx.routine, args, out, idx, grad_out, needs, ctx.call, ctx.lse_state)
+        grads = input_grads(ctx.routine, args, out, idx, grad_out, needs, ctx.call, lse_state)
         return (None, None, None, *grads)
+
+    @staticmethod
+    def vmap(info, in_dims, routine, device, call, *args):
+        return vmap_rule(info.batch_size, in_dims[3:], routine, device, call, args)
+
+    @staticmethod
+    def jvp(ctx, _routine_t, _device_t, _call_t, *tangents):
+        from pykmr.torch.forward_mode import output_tangent
+
+        *args, out, idx = ctx.saved_tensors
+        return output_tangent(ctx.routine, args, tangents, out, idx, ctx.call), None, None, None
+
+
+def vmap_rule(batch_size, in_dims, routine, device, call, args):
+    """torch.func.vmap of GenredFunction: the vmapped dim becomes a new leading batch dim of the call (the
+    engine's own batch dims), the call is planned again for the new shapes and run as ONE launch; arguments
+    that are not vmapped (in_dim None) broadcast along it. Returns (outputs, out_dims).
+
+    Each argument arrives as the call laid it out (batch_layout: a parameter without batch dims flat), its
+    vmapped dim anywhere (in_dim); moved to the front, it is padded with size-1 dims up to the call's batch
+    dims, so that the old batch dims line up behind the new one."""
+    from pykmr.common import batch_layout
+    from pykmr.torch.genred import TorchCall, _expand
+
+    core = routine._core
+    if call.ranges is not None:
+        raise ValueError(
+            "pykmr: torch.func.vmap over a reduction with ranges (block-sparse) is not supported: vmap maps "
+            "onto the reduction's batch dims, and ranges cannot be combined with batch dims (as in KeOps); "
+            "call the reduction in a loop over the vmapped dim, or drop ranges"
+        )
+    nbd = len(call.plan.batch)
+    shaped = []
+    for a, d, (cat, _dim) in zip(args, in_dims, core.args):
+        if d is None:  # a variable gets size-1 batch dims (a view): the plan takes the batch rank from them
+            shaped.append(a if cat == 2 else a.reshape((1,) * (nbd + 3 - a.dim()) + tuple(a.shape)))
+            continue
+        a = a.movedim(d, 0)
+        tail = 1 if cat == 2 else 2  # (dim,) of a parameter, (rows, dim) of a variable
+        pad = nbd - (a.dim() - 1 - tail)
+        shaped.append(a.reshape((batch_size,) + (1,) * pad + tuple(a.shape[1:])))
+    plan = core.plan_call([t.shape for t in shaped])
+    tensors = [t.contiguous() for t in batch_layout(core, plan, shaped, _expand)]
+    vals, idx, m, s = GenredFunction.apply(routine, device, TorchCall(plan, None), *tensors)
+    return (vals, idx, m, s), (0, 0, None, None)  # a batched call keeps no LogSumExp state
 
 
 def input_grads(routine, args, out, idx, grad_out, needs, call, lse_state=None):
@@ -231,9 +292,8 @@ def _selected_grads(routine, args, out, idx, grad_out, needs, plan):
         return [torch.zeros_like(a) if need else None for a, need in zip(args, needs)]
     grad_vals = grad_vals.reshape(nb, n, kd)
     idx = idx.detach().reshape(nb, n, kd)
-    valid = idx >= 0
-    if not bool(valid.all()):
-        grad_vals, idx = grad_vals * valid, idx.clamp(min=0)
+    valid = idx >= 0  # -1: no selected index (an empty row); unconditional: no data-dependent branch (vmap)
+    grad_vals, idx = grad_vals * valid, idx.clamp(min=0)
     # index of the selected row among the nb * m rows of the other variables
     flat = (idx + torch.arange(nb, device=idx.device).reshape(nb, 1, 1) * m).reshape(-1)
     rows = []  # the selected pairs, one per (batch, own row, slot r*D + d)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch.autograd import forward_ad as _forward_ad
 
 from pykmr.common import (
     CPU,
@@ -129,11 +130,15 @@ class Genred(PicklableRoutine):
             device = Device("cuda", device.index, torch.cuda.current_stream(gpu).cuda_stream)
         needs_grad = (torch.is_grad_enabled() and core.red.kind != "index"
                       and any(t.requires_grad for t in tensors))
-        if needs_grad:
+        # under torch.func (grad, vmap, jvp...) the tensors may be wrappers without storage, and dual tensors
+        # of torch.autograd.forward_ad carry tangents: only the Function (its rules) may see them
+        transformed = (torch._C._are_functorch_transforms_active()
+                       or getattr(_forward_ad, "_current_level", -1) >= 0)  # private: torch >= 2.0 has both
+        if needs_grad or transformed:
             if out is not None:
-                raise RuntimeError("pykmr: out= does not support automatic differentiation, but an argument "
-                                   "requires grad")
-            vals, idx = GenredFunction.apply(self, device, call, *tensors)
+                raise RuntimeError("pykmr: out= does not support automatic differentiation or torch.func "
+                                   "transforms, but an argument requires grad or a transform is active")
+            vals, idx, _m, _s = GenredFunction.apply(self, device, call, *tensors)
         else:
             vals, idx = self.forward_raw(tensors, call, device)
         result = postprocess_batched(vals, idx, core, plan.batch)
