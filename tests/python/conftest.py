@@ -56,6 +56,7 @@ SLOW_FILES_FIRST = (
     "test_lazy_tensor.py",
     "test_dask.py",
     "test_fuzz_formulas.py",
+    "test_torch_func.py",
 )
 
 

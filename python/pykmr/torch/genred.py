@@ -26,6 +26,9 @@ from pykmr.common import (
     run_partial,
 )
 
+# private torch API (torch >= 2.0 has it): whether a torch.func transform is running; absent: none can be
+_FUNCTORCH_ACTIVE = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
+
 
 class Genred(PicklableRoutine):
     """A generic reduction a_i = Red_j F(p, x_i, y_j), compiled once and reusable with any sizes.
@@ -132,8 +135,7 @@ class Genred(PicklableRoutine):
                       and any(t.requires_grad for t in tensors))
         # under torch.func (grad, vmap, jvp...) the tensors may be wrappers without storage, and dual tensors
         # of torch.autograd.forward_ad carry tangents: only the Function (its rules) may see them
-        transformed = (torch._C._are_functorch_transforms_active()
-                       or getattr(_forward_ad, "_current_level", -1) >= 0)  # private: torch >= 2.0 has both
+        transformed = _FUNCTORCH_ACTIVE() or getattr(_forward_ad, "_current_level", -1) >= 0
         if needs_grad or transformed:
             if out is not None:
                 raise RuntimeError("pykmr: out= does not support automatic differentiation or torch.func "
